@@ -1,0 +1,154 @@
+"""The `labloop` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import track
+from rich.table import Table
+
+from agent import config
+
+app = typer.Typer(help="labloop: cycler files in, next NCM recipes out.", no_args_is_help=True)
+console = Console()
+
+
+@app.callback()
+def _main(
+    home: Annotated[
+        Path | None, typer.Option(help="labloop home folder (default: LABLOOP_HOME or .)")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    if home is not None:
+        # the environment carries it to worker processes as well
+        os.environ["LABLOOP_HOME"] = str(home.resolve())
+        config.get_settings.cache_clear()
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+
+
+def _settings() -> config.Settings:
+    settings = config.get_settings()
+    settings.ensure_folders()
+    return settings
+
+
+@app.command()
+def run(
+    concurrency: Annotated[int, typer.Option(help="ingest worker processes")] = 2,
+) -> None:
+    """Run the loop on this machine: the inbox watcher and the workers. Ctrl-C stops."""
+    from agent import stack
+    from workers.tasks import submit_ingest
+
+    settings = _settings()
+    console.print(f"labloop: inbox {settings.inbox}, broker {settings.broker_url}")
+    workers = [
+        stack.start_worker(["ingest"], concurrency, "ingest"),
+        stack.start_worker(["learning"], 1, "learning"),
+    ]
+    try:
+        with stack.make_watcher(settings, submit_ingest):
+            stack.wait_for_signal()
+    finally:
+        console.print("labloop: stopping")
+        stack.stop_processes(workers)
+
+
+@app.command()
+def worker(
+    queue: Annotated[list[str], typer.Option(help="queue(s) to consume: ingest, learning")] = [  # noqa: B006
+        "ingest",
+        "learning",
+    ],
+    concurrency: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Run one Celery worker (for a deployment with one process per service)."""
+    from agent import stack
+
+    _settings()
+    unknown = set(queue) - set(stack.ALL_QUEUES)
+    if unknown:
+        raise typer.BadParameter(f"unknown queue(s) {sorted(unknown)}; use ingest or learning")
+    command = stack.worker_command(queue, concurrency, "-".join(queue))
+    os.execv(command[0], command)
+
+
+@app.command()
+def watch() -> None:
+    """Run only the inbox watcher, handing files to the configured broker."""
+    from agent import stack
+    from workers.tasks import submit_ingest
+
+    settings = _settings()
+    with stack.make_watcher(settings, submit_ingest):
+        stack.wait_for_signal()
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders to record")],
+) -> None:
+    """Record files now, in this process (backfill). Files outside the inbox are copied."""
+    from agent.ingest import Ingestor
+
+    settings = _settings()
+    files = sorted(
+        {f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()}
+    )
+    if not files:
+        raise typer.BadParameter("no files found")
+    ingestor = Ingestor(settings)
+    outcomes: dict[str, int] = {}
+    for path in track(files, description="ingesting", console=console):
+        report = ingestor.ingest(path.resolve())
+        outcomes[report.status] = outcomes.get(report.status, 0) + 1
+        if report.status == "quarantined":
+            console.print(f"[yellow]quarantined[/] {path.name}: {report.reason}")
+    console.print(", ".join(f"{n} {status}" for status, n in sorted(outcomes.items())))
+
+
+@app.command()
+def status() -> None:
+    """Files ingested and quarantined, results per batch, recent failures."""
+    from agent.db import get_engine
+    from agent.status import build_status
+
+    settings = _settings()
+    facts = build_status(get_engine(settings.database_url))
+    files = facts.files
+    console.print(
+        f"files: {files.archived} archived, {files.quarantined} quarantined, "
+        f"{files.processing} in progress"
+    )
+    batches = Table("batch", "state", "samples", "with result", "ok", "failed", title="batches")
+    for b in facts.batches:
+        label = "history/manual" if b.number is None else f"B{b.number:03d}"
+        batches.add_row(
+            label, b.state, str(b.samples), str(b.with_result), str(b.ok), str(b.failed)
+        )
+    console.print(batches)
+    if facts.failures:
+        failures = Table("sample", "class", "reason", title="recent failed tests")
+        for f in facts.failures:
+            failures.add_row(f.sample_id, f.failure_class or "", f.reason or "")
+        console.print(failures)
+    if facts.quarantined:
+        quarantine = Table("file", "reason", title="quarantine")
+        for q in facts.quarantined:
+            quarantine.add_row(q.name, q.reason)
+        console.print(quarantine)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,105 @@
+"""Settings: one object, from LABLOOP_* environment variables and an optional labloop.toml.
+
+Precedence (highest first): explicit keyword arguments, environment variables,
+the TOML file (``LABLOOP_CONFIG`` or ``./labloop.toml``), the defaults below.
+Every folder defaults to a place under ``home`` so that one variable moves a
+whole installation.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+EMBEDDED_BROKER = "filesystem://"
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("LABLOOP_CONFIG", "labloop.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LABLOOP_", extra="forbid")
+
+    home: Path = Field(default_factory=Path.cwd, description="root of every default folder")
+    inbox: Path | None = None
+    archive: Path | None = None
+    quarantine: Path | None = None
+    recipes: Path | None = None
+    models: Path | None = None
+    # runtime state: the SQLite database and the embedded broker's folders
+    state: Path | None = None
+
+    database_url: str | None = None
+    # Redis URL (redis://127.0.0.1:6379/0) for a lab deployment; the default needs no server
+    broker_url: str = EMBEDDED_BROKER
+
+    batch_size: int = Field(default=10, ge=1)
+    # used when neither the export nor masses.csv gives the active mass of a cell
+    default_active_mass_mg: float | None = Field(default=None, gt=0)
+    # name of the sidecar in the inbox that maps sample_id -> active_mass_mg
+    masses_file: str = "masses.csv"
+
+    # the lab's test protocol (PAPER.md: 0.1C, 4.25-2.75 V); a test is judged against it
+    charge_cutoff_v: float = 4.25
+    discharge_cutoff_v: float = 2.75
+    cutoff_tolerance_v: float = Field(default=0.05, ge=0)
+    plausible_min_mah_g: float = 50.0
+    plausible_max_mah_g: float = 300.0
+
+    # watcher: a file is complete when its size and mtime have not changed for this long
+    settle_seconds: float = Field(default=1.0, ge=0)
+    # watcher: use polling instead of inotify (network shares where events do not arrive)
+    polling: bool = False
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # watcher: a file still in the inbox this long after it was handed on is handed on again
+    resubmit_after_seconds: float = Field(default=300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _fill_folders(self) -> Settings:
+        self.home = self.home.expanduser().resolve()
+        for name in ("inbox", "archive", "quarantine", "recipes", "models"):
+            if getattr(self, name) is None:
+                setattr(self, name, self.home / name)
+        if self.state is None:
+            self.state = self.home / "var"
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.state / 'labloop.db'}"
+        return self
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem")
+
+    def ensure_folders(self) -> None:
+        """Create the working folders (idempotent)."""
+        for folder in (self.inbox, self.archive, self.quarantine, self.recipes, self.models):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.state.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
+        return (init_settings, env_settings, toml)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

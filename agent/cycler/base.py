@@ -1,0 +1,91 @@
+"""What every cycler reader returns, and the errors it may raise.
+
+A reader turns one export file into a `FirstCycle`: the first charge and first
+discharge of the test, in the file's own absolute units (mAh) plus anything the
+file says about specific capacity and active mass. It does not judge the test
+(that is `classify`) and it does not know which sample the file belongs to
+beyond the test name written inside it (that is `agent.sample_ids`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ReadError(Exception):
+    """The file is of a known format but its content cannot give a first cycle."""
+
+
+class UnsupportedFormat(ReadError):
+    """No reader knows this file. The message says what was recognised."""
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+
+
+class FailureClass(StrEnum):
+    # the recipe itself failed: marks an infeasible region of the design space
+    SYNTHESIS = "synthesis"
+    # assembly or cell fault: says nothing about the recipe; the sample may be re-tested
+    CELL = "cell"
+    # the test is an artifact (aborted, cutoff not reached, implausible): flagged, not learned
+    MEASUREMENT = "measurement"
+
+
+class MassSource(StrEnum):
+    FILE = "file"  # the export carries the active mass (or a specific-capacity column)
+    SIDECAR = "sidecar"  # masses.csv in the inbox
+    DEFAULT = "default"  # the configured default active mass
+    SHEET = "sheet"  # a result sheet gives mAh/g directly: no mass involved
+
+
+@dataclass(frozen=True)
+class StepSummary:
+    """One charge or discharge step as read: capacity in mAh and the voltages seen."""
+
+    capacity_mah: float
+    start_v: float
+    end_v: float
+    max_v: float
+    min_v: float
+    rows: int
+    # the step ended by itself (another step or cycle followed it) rather than the file ending
+    completed: bool
+    # specific capacity in mAh/g when the file carries a column for it
+    capacity_mah_g: float | None = None
+
+
+@dataclass(frozen=True)
+class FirstCycle:
+    """The first charge and first discharge of a cycler test, as one reader saw them."""
+
+    format_name: str
+    charge: StepSummary | None
+    discharge: StepSummary | None
+    # name of the test / sample written inside the file, if any
+    test_name: str | None = None
+    # active mass if the file carries it, in mg
+    active_mass_mg: float | None = None
+    # True when the first current step of the test is a discharge (anode half cell, wrong program)
+    discharge_first: bool = False
+    # data seen besides charge/discharge, e.g. {"rest", "impedance"}: explains an empty test
+    other_steps: frozenset[str] = field(default_factory=frozenset)
+    rows_read: int = 0
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    """One row of a plain result sheet entered by hand."""
+
+    sample_id: str
+    status: Outcome
+    row_number: int
+    discharge_mah_g: float | None = None
+    charge_mah_g: float | None = None
+    reason: str | None = None
+    failure_class: FailureClass | None = None
+    # recipe parameters given in the sheet (needed to record an unknown sample as `manual`)
+    parameters: dict[str, float | str] = field(default_factory=dict)

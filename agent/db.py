@@ -1,0 +1,174 @@
+"""Storage: SQLModel tables and session helpers (SQLite by default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, create_engine
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Origin(StrEnum):
+    HISTORICAL = "historical"
+    PROPOSED = "proposed"
+    MANUAL = "manual"
+
+
+class FileStatus(StrEnum):
+    PROCESSING = "processing"
+    ARCHIVED = "archived"
+    QUARANTINED = "quarantined"
+
+
+class BatchState(StrEnum):
+    PROPOSED = "proposed"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    TRAINED = "trained"
+
+
+class Batch(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    number: int = Field(unique=True, index=True)
+    state: str = Field(default=BatchState.PROPOSED, index=True)
+    recipe_file: str | None = None
+    model_version: int | None = None
+    closed_reason: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    trained_at: datetime | None = None
+
+
+class Experiment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    sample_id: str = Field(unique=True, index=True)
+    batch_id: int | None = Field(default=None, foreign_key="batch.id", index=True)
+    origin: str = Field(default=Origin.PROPOSED)
+    # recipe as {parameter name: value}; the design space is user-editable, so no fixed columns
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    predicted_mah_g: float | None = None
+    predicted_std_mah_g: float | None = None
+    p_success: float | None = None
+    model_version: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Result(SQLModel, table=True):
+    """One test of one sample. A re-test adds a row; nothing is overwritten."""
+
+    __table_args__ = (UniqueConstraint("source_sha256", "source_row", name="uq_result_source"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", index=True)
+    outcome: str  # ok | failed
+    failure_class: str | None = None  # synthesis | cell | measurement
+    reason: str | None = None
+    charge_mah_g: float | None = None
+    discharge_mah_g: float | None = None
+    coulombic_efficiency: float | None = None
+    active_mass_mg: float | None = None
+    mass_source: str | None = None  # file | sidecar | default | sheet
+    cycler_format: str | None = None
+    # content hash of the file the result came from and its row there: makes ingest idempotent
+    source_sha256: str = Field(index=True)
+    source_row: int = 0
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class IngestedFile(SQLModel, table=True):
+    """One row per file dropped into the inbox, whatever became of it.
+
+    Content is archived once: the hash is unique among archived rows, so the same
+    bytes dropped again end in quarantine as a duplicate with a row of their own.
+    While a drop is processed, (name, hash) is unique: a retried task finds its row.
+    """
+
+    __table_args__ = (
+        Index(
+            "uq_ingestedfile_archived_content",
+            "sha256",
+            unique=True,
+            sqlite_where=text("status = 'archived'"),
+            postgresql_where=text("status = 'archived'"),
+        ),
+        Index(
+            "uq_ingestedfile_processing_drop",
+            "original_name",
+            "sha256",
+            unique=True,
+            sqlite_where=text("status = 'processing'"),
+            postgresql_where=text("status = 'processing'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    sha256: str = Field(index=True)
+    original_name: str
+    size_bytes: int
+    status: str = Field(default=FileStatus.PROCESSING, index=True)
+    stored_path: str | None = None
+    cycler_format: str | None = None
+    error: str | None = None
+    results: int = 0
+    # a worker holds the drop until then; a crashed worker's lease runs out and a retry takes over
+    lease_until: datetime | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+_engines: dict[tuple[int, str], Engine] = {}
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: the watcher, workers and CLI read and write the same file at once
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """A new engine for ``url``, with SQLite tuned for several processes."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def get_engine(url: str) -> Engine:
+    """The engine for ``url`` in this process (engines must not cross a fork)."""
+    key = (os.getpid(), url)
+    if key not in _engines:
+        _engines[key] = make_engine(url)
+        init_db(_engines[key])
+    return _engines[key]
+
+
+def init_db(engine: Engine) -> None:
+    """Create missing tables (idempotent)."""
+    SQLModel.metadata.create_all(engine)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

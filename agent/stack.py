@@ -1,0 +1,74 @@
+"""Run the services of one machine: Celery worker processes and the inbox watcher."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+
+from agent.config import Settings
+from agent.watcher import InboxWatcher, Submit
+
+log = logging.getLogger(__name__)
+
+ALL_QUEUES = ("ingest", "learning")
+
+
+def worker_command(queues: Sequence[str], concurrency: int, name: str) -> list[str]:
+    """The command line of a Celery worker consuming ``queues``."""
+    return [
+        sys.executable, "-m", "celery", "-A", "workers.app:app", "worker",
+        "--queues", ",".join(queues),
+        "--concurrency", str(concurrency),
+        "--hostname", f"{name}@%h",
+        "--loglevel", "INFO",
+        "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+
+
+def start_worker(queues: Sequence[str], concurrency: int, name: str) -> subprocess.Popen[bytes]:
+    log.info("starting worker %s on queues %s", name, ",".join(queues))
+    # the worker reads the same LABLOOP_* settings from the inherited environment
+    return subprocess.Popen(worker_command(queues, concurrency, name), env=os.environ.copy())
+
+
+def stop_processes(processes: Sequence[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
+    """Warm shutdown (SIGTERM lets a task finish), then kill what is left."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def make_watcher(settings: Settings, submit: Submit) -> InboxWatcher:
+    return InboxWatcher(
+        settings.inbox,
+        submit,
+        settle_seconds=settings.settle_seconds,
+        polling=settings.polling,
+        poll_interval=settings.poll_interval_seconds,
+        resubmit_after=settings.resubmit_after_seconds,
+        masses_file=settings.masses_file,
+    )
+
+
+def wait_for_signal(stop: threading.Event | None = None) -> None:
+    """Block until Ctrl-C / SIGTERM (or ``stop`` is set)."""
+    stop = stop or threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,91 @@
+"""Shared fixtures: a labloop home in a temporary folder, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from agent.config import Settings
+from agent.db import Batch, BatchState, Experiment, Origin, init_db, make_engine
+from agent.sample_ids import format_sample_id
+
+REPO = Path(__file__).resolve().parents[1]
+CYCLER_FILES = REPO.parent / "shared" / "cycler_files"
+POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema for this test run, dropped at the end."""
+    schema = f"labloop_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as error:  # pragma: no cover - only when the server is down
+        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is needed for this test: {error}")
+    yield schema
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def postgres_url(schema: str) -> str:
+    return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test that uses it runs once on SQLite and once on PostgreSQL (emptied first)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'labloop.db'}"
+        return
+    url = postgres_url(request.getfixturevalue("postgres_schema"))
+    engine = create_engine(url)
+    init_db(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            text("TRUNCATE result, experiment, batch, ingestedfile RESTART IDENTITY CASCADE")
+        )
+    engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    s = Settings(home=tmp_path / "home", database_url=database_url)
+    s.ensure_folders()
+    return s
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+def add_batch(engine: Engine, number: int, size: int = 10, **parameters: float | str) -> Batch:
+    """A proposed batch with ``size`` experiments B<number>-S01.. (no results yet)."""
+    with Session(engine, expire_on_commit=False) as session:
+        batch = Batch(number=number, state=BatchState.RUNNING)
+        session.add(batch)
+        session.flush()
+        for slot in range(1, size + 1):
+            session.add(
+                Experiment(
+                    sample_id=format_sample_id(number, slot),
+                    batch_id=batch.id,
+                    origin=Origin.PROPOSED,
+                    parameters={"ni_fraction": 0.94, **parameters},
+                )
+            )
+        session.commit()
+        return batch

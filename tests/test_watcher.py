@@ -1,0 +1,141 @@
+"""agent.watcher: only complete files are handed on, once; nothing is dropped."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.watcher import InboxWatcher, is_candidate
+
+
+class Recorder:
+    """A submit() that remembers each name and the file's size when it was handed on."""
+
+    def __init__(self, inbox: Path, fail_first: int = 0) -> None:
+        self.inbox = inbox
+        self.calls: list[tuple[str, int]] = []
+        self.fail_first = fail_first
+        self.lock = threading.Lock()
+
+    def __call__(self, name: str) -> None:
+        with self.lock:
+            if self.fail_first:
+                self.fail_first -= 1
+                raise ConnectionError("broker down")
+            self.calls.append((name, (self.inbox / name).stat().st_size))
+
+    def names(self) -> list[str]:
+        with self.lock:
+            return sorted(name for name, _ in self.calls)
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("B001-S01.csv", True),
+        ("run 3/B001-S02.mpt", True),
+        (".hidden.csv", False),
+        ("~$results.xlsx", False),
+        ("B001-S01.csv.part", False),
+        ("upload.tmp", False),
+        (".sync/B001-S01.csv", False),
+        ("masses.csv", False),
+    ],
+)
+def test_candidates(name, expected):
+    assert is_candidate(Path(name)) is expected
+
+
+@pytest.fixture(params=[False, True], ids=["inotify", "polling"])
+def polling(request) -> bool:
+    return request.param
+
+
+def test_ten_files_at_once_are_each_handed_on_once(tmp_path, polling):
+    recorder = Recorder(tmp_path)
+    with InboxWatcher(tmp_path, recorder, settle_seconds=0.3, polling=polling, poll_interval=0.2):
+        for i in range(1, 11):
+            (tmp_path / f"B001-S{i:02d}.csv").write_text("x" * i)
+        assert wait_for(lambda: len(recorder.calls) >= 10)
+        time.sleep(0.8)  # no second hand-over of the same files
+    assert recorder.names() == [f"B001-S{i:02d}.csv" for i in range(1, 11)]
+
+
+def test_slow_writer_is_handed_on_once_when_complete(tmp_path):
+    recorder = Recorder(tmp_path)
+    path = tmp_path / "B001-S01.csv"
+    chunk = b"1,2,3,4\n" * 1000
+    with InboxWatcher(tmp_path, recorder, settle_seconds=0.5):
+        with path.open("wb") as handle:
+            for _ in range(10):  # two seconds of writing
+                handle.write(chunk)
+                handle.flush()
+                time.sleep(0.2)
+        assert wait_for(lambda: recorder.calls)
+        time.sleep(1.0)
+    assert recorder.calls == [("B001-S01.csv", 10 * len(chunk))]
+
+
+def test_files_dropped_while_down_are_found_at_start(tmp_path):
+    for name in ("B002-S01.csv", "B002-S02.csv", "partial.csv.part"):
+        (tmp_path / name).write_text("data")
+    recorder = Recorder(tmp_path)
+    with InboxWatcher(tmp_path, recorder, settle_seconds=0.2):
+        assert wait_for(lambda: len(recorder.calls) >= 2)
+        time.sleep(0.5)
+    assert recorder.names() == ["B002-S01.csv", "B002-S02.csv"]
+
+
+def test_rename_from_part_to_final_name_is_noticed(tmp_path):
+    recorder = Recorder(tmp_path)
+    with InboxWatcher(tmp_path, recorder, settle_seconds=0.2):
+        part = tmp_path / "B003-S01.csv.part"
+        part.write_text("data")
+        time.sleep(0.5)
+        assert recorder.calls == []
+        part.rename(tmp_path / "B003-S01.csv")
+        assert wait_for(lambda: recorder.calls)
+    assert recorder.names() == ["B003-S01.csv"]
+
+
+def test_broker_down_keeps_the_path_and_retries(tmp_path):
+    recorder = Recorder(tmp_path, fail_first=2)
+    with InboxWatcher(tmp_path, recorder, settle_seconds=0.1):
+        (tmp_path / "B004-S01.csv").write_text("data")
+        assert wait_for(lambda: recorder.calls, timeout=15)
+    assert recorder.names() == ["B004-S01.csv"]
+
+
+def test_file_left_in_inbox_is_handed_on_again_after_the_resubmit_delay(tmp_path):
+    recorder = Recorder(tmp_path)
+    watcher = InboxWatcher(
+        tmp_path, recorder, settle_seconds=0.1, resubmit_after=0.5, rescan_interval=0.2
+    )
+    with watcher:
+        (tmp_path / "B005-S01.csv").write_text("data")
+        assert wait_for(lambda: len(recorder.calls) >= 2, timeout=10)
+    assert set(recorder.names()) == {"B005-S01.csv"}
+
+
+def test_symlink_is_handed_on_as_itself(tmp_path):
+    outside = tmp_path / "outside.csv"
+    outside.write_text("secret")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "B001-S01.csv").symlink_to(outside)
+    handed = []
+    with InboxWatcher(inbox, handed.append, settle_seconds=0.1):
+        assert wait_for(lambda: handed)
+    assert handed == ["B001-S01.csv"]
