@@ -152,3 +152,7 @@ def status() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

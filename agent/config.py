@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, model_validator
 from pydantic_settings import (
@@ -63,6 +64,25 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(default=1.0, gt=0)
     # watcher: a file still in the inbox this long after it was handed on is handed on again
     resubmit_after_seconds: float = Field(default=300.0, gt=0)
+
+    # the design space (default: data/design_space.toml) and this campaign's pins / ranges:
+    # {"atmosphere": "air", "ni_fraction": [0.94, 0.96]} (a value pins, a pair narrows)
+    design_space: Path | None = None
+    campaign: dict[str, Any] = Field(default_factory=dict)
+
+    # learning (agent.learning): random-search candidates, CV folds, bootstrap members
+    search_iterations: int = Field(default=20, ge=1)
+    cv_folds: int = Field(default=5, ge=2)
+    ensemble_size: int = Field(default=8, ge=1)
+    compare_models: bool = True
+    # proposing (agent.proposer): the paper's 100 particles x 1000 iterations
+    pso_particles: int = Field(default=100, ge=1)
+    pso_iterations: int = Field(default=1000, ge=1)
+    min_distance: float = Field(default=3.0, ge=0)
+    # objective = (predicted mean + kappa * uncertainty) * P(success)
+    kappa: float = Field(default=0.5, ge=0)
+    use_success_probability: bool = True
+    seed: int | None = None
 
     @model_validator(mode="after")
     def _fill_folders(self) -> Settings:

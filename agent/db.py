@@ -15,7 +15,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    return datetime.now(UTC)
 
 
 class Origin(StrEnum):
@@ -42,7 +42,8 @@ class Batch(SQLModel, table=True):
     number: int = Field(unique=True, index=True)
     state: str = Field(default=BatchState.PROPOSED, index=True)
     recipe_file: str | None = None
-    model_version: int | None = None
+    # the model that proposed it: unique, so one model version proposes one batch
+    model_version: int | None = Field(default=None, unique=True)
     closed_reason: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     completed_at: datetime | None = None
@@ -124,6 +125,29 @@ class IngestedFile(SQLModel, table=True):
     lease_until: datetime | None = None
     received_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+class ModelRun(SQLModel, table=True):
+    """One trained model. Its file is never overwritten; its hash is checked before loading."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: int = Field(unique=True, index=True)
+    # the batch whose completion triggered the retrain: unique, so a batch trains once
+    trigger_batch: int | None = Field(default=None, unique=True)
+    n_train: int
+    n_outcomes: int
+    counts: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON))
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # DT / RF / GBM / NN by five-fold CV: {model: {"RMSE test": .., ...}}
+    comparison: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    cv_rmse: float
+    cv_r2: float
+    timings: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON))
+    # out-of-fold predictions beside the measured values, for the parity plot
+    parity: dict[str, list] = Field(default_factory=dict, sa_column=Column(JSON))
+    model_path: str
+    model_sha256: str
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 _engines: dict[tuple[int, str], Engine] = {}

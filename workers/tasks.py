@@ -8,6 +8,7 @@ from functools import lru_cache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
+from agent import campaign
 from agent.config import get_settings
 from agent.ingest import Ingestor
 from workers.app import INGEST_QUEUE, app
@@ -34,7 +35,10 @@ def _ingestor() -> Ingestor:
 )
 def ingest_file(name: str) -> dict[str, object]:
     """Record one inbox file (``name`` relative to the inbox). Safe to run twice."""
-    report = _ingestor().ingest(name)
+    ingestor = _ingestor()
+    report = ingestor.ingest(name)
+    for batch_id in report.batch_ids:
+        campaign.record_progress(ingestor.engine, batch_id)
     return {"name": report.name, "status": report.status, "reason": report.reason}
 
 

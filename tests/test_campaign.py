@@ -1,0 +1,63 @@
+"""agent.campaign: batches move forward only, and exactly one caller completes a batch."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlmodel import Session, select
+
+from agent import campaign
+from agent.db import Batch, Experiment, Result
+from tests.conftest import add_batch
+
+
+def add_result(engine, sample_id: str, outcome: str = "ok", sha: str | None = None) -> None:
+    with Session(engine) as session:
+        experiment = session.exec(select(Experiment).where(Experiment.sample_id == sample_id)).one()
+        session.add(
+            Result(experiment_id=experiment.id, outcome=outcome, discharge_mah_g=220.0,
+                   source_sha256=sha or f"sha-{sample_id}")
+        )  # fmt: skip
+        session.commit()
+
+
+def state(engine, batch_id: int) -> str:
+    with Session(engine) as session:
+        return session.get(Batch, batch_id).state
+
+
+def test_batch_runs_then_completes_once(engine):
+    batch = add_batch(engine, 1, size=3)
+    add_result(engine, "B001-S01")
+    assert campaign.record_progress(engine, batch.id) is False
+    assert state(engine, batch.id) == "running"
+    with Session(engine) as session:
+        assert campaign.missing_samples(session, batch.id) == ["B001-S02", "B001-S03"]
+    add_result(engine, "B001-S02", outcome="failed")
+    add_result(engine, "B001-S03")
+    assert campaign.record_progress(engine, batch.id) is True
+    assert state(engine, batch.id) == "complete"
+    # a re-test arriving later is stored but does not complete the batch a second time
+    add_result(engine, "B001-S03", sha="retest")
+    assert campaign.record_progress(engine, batch.id) is False
+    assert state(engine, batch.id) == "complete"
+
+
+def test_racing_callers_complete_a_batch_exactly_once(engine):
+    for attempt in range(5):
+        batch = add_batch(engine, 10 + attempt, size=10)
+        for slot in range(1, 11):
+            add_result(engine, f"B{10 + attempt:03d}-S{slot:02d}")
+        winners = []
+        barrier = threading.Barrier(8)
+
+        def call(batch_id=batch.id):
+            barrier.wait()
+            winners.append(campaign.record_progress(engine, batch_id))
+
+        threads = [threading.Thread(target=call) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert winners.count(True) == 1, winners

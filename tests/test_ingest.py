@@ -1,0 +1,236 @@
+"""agent.ingest: one file -> one record, idempotent, nothing lost (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from agent.db import Experiment, IngestedFile, Result
+from agent.ingest import Ingestor
+from tests.conftest import CYCLER_FILES, add_batch
+
+DATA = Path(__file__).parent / "data" / "ingest"
+
+
+def drop(settings, source: Path, name: str | None = None) -> Path:
+    target = settings.inbox / (name or source.name)
+    shutil.copyfile(source, target)
+    return target
+
+
+def rows(engine, model):
+    with Session(engine) as session:
+        return session.exec(select(model).order_by(model.id)).all()
+
+
+def folder_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".error.txt"))
+
+
+def test_result_sheet_records_ok_and_failed_rows(settings, engine):
+    add_batch(engine, 1)
+    report = Ingestor(settings, engine).ingest(drop(settings, DATA / "B001-results.csv"))
+    assert report.status == "archived"
+    assert report.sample_ids == ("B001-S01", "B001-S02")
+    results = rows(engine, Result)
+    assert [(r.outcome, r.discharge_mah_g) for r in results] == [("ok", 221.4), ("failed", None)]
+    failed = results[1]
+    assert failed.failure_class == "synthesis"
+    assert "sintered" in failed.reason
+    assert not (settings.inbox / "B001-results.csv").exists()
+    assert folder_files(settings.archive) == [f"{report.file_id:06d}_B001-results.csv"]
+    assert report.batch_ids == (1,)
+
+
+def test_same_bytes_twice_are_recorded_once(settings, engine):
+    add_batch(engine, 1)
+    ingestor = Ingestor(settings, engine)
+    first = ingestor.ingest(drop(settings, DATA / "B001-results.csv"))
+    second = ingestor.ingest(drop(settings, DATA / "B001-results.csv", "renamed copy.csv"))
+    assert first.status == "archived"
+    assert second.status == "quarantined"
+    assert "duplicate" in second.reason and "B001-results.csv" in second.reason
+    assert len(rows(engine, Result)) == 2
+    # each drop has its own row and ends in exactly one place
+    assert [f.status for f in rows(engine, IngestedFile)] == ["archived", "quarantined"]
+    assert len(folder_files(settings.archive)) == 1
+    assert len(folder_files(settings.quarantine)) == 1
+    error = settings.quarantine / f"{second.file_id:06d}_renamed copy.csv.error.txt"
+    assert "duplicate" in error.read_text()
+
+
+def test_unknown_sample_is_quarantined_and_nothing_stored(settings, engine):
+    add_batch(engine, 1)
+    report = Ingestor(settings, engine).ingest(drop(settings, DATA / "unknown-sample.csv"))
+    assert report.status == "quarantined"
+    assert "unknown sample id B003-S99" in report.reason
+    assert rows(engine, Result) == []
+    assert (settings.quarantine / f"{report.file_id:06d}_unknown-sample.csv").exists()
+
+
+def test_unknown_sample_with_parameters_becomes_manual_experiment(settings, engine):
+    report = Ingestor(settings, engine).ingest(drop(settings, DATA / "manual-trial.csv"))
+    assert report.status == "archived"
+    [experiment] = rows(engine, Experiment)
+    assert experiment.sample_id == "TRIAL-7"
+    assert experiment.origin == "manual"
+    assert experiment.parameters["calcination_temp_c"] == 725
+    assert experiment.parameters["li_source"] == "LiOH"
+    assert rows(engine, Result)[0].discharge_mah_g == 224.9
+
+
+def test_retest_adds_a_result_and_keeps_history(settings, engine):
+    add_batch(engine, 1)
+    ingestor = Ingestor(settings, engine)
+    ingestor.ingest(drop(settings, DATA / "B001-results.csv"))
+    ingestor.ingest(drop(settings, DATA / "B001-S01-retest.csv"))
+    with Session(engine) as session:
+        s01 = session.exec(select(Experiment).where(Experiment.sample_id == "B001-S01")).one()
+        values = session.exec(
+            select(Result.discharge_mah_g).where(Result.experiment_id == s01.id).order_by(Result.id)
+        ).all()
+    assert values == [221.4, 223.0]
+
+
+def test_crash_between_commit_and_move_is_finished_by_retry(settings, engine, monkeypatch):
+    add_batch(engine, 1)
+    ingestor = Ingestor(settings, engine)
+    path = drop(settings, DATA / "B001-results.csv")
+    real_place = Ingestor._place
+
+    def crash(*_args, **_kwargs):
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(Ingestor, "_place", crash)
+    with pytest.raises(SystemExit):
+        ingestor.ingest(path)
+    assert path.exists()  # committed, not yet moved
+    monkeypatch.setattr(Ingestor, "_place", real_place)
+    report = ingestor.ingest(path)
+    assert report.status == "archived"
+    assert not path.exists()
+    assert len(rows(engine, IngestedFile)) == 1
+    assert len(rows(engine, Result)) == 2
+
+
+def test_crash_before_commit_is_redone_after_the_lease(settings, engine, monkeypatch):
+    add_batch(engine, 1)
+    ingestor = Ingestor(settings, engine)
+    path = drop(settings, DATA / "B001-results.csv")
+    monkeypatch.setattr(Ingestor, "_store", lambda *a, **k: (_ for _ in ()).throw(SystemExit()))
+    with pytest.raises(SystemExit):
+        ingestor.ingest(path)
+    monkeypatch.undo()
+    # the dead worker still holds the lease: a retry now leaves the file alone ...
+    assert ingestor.ingest(path).status == "in-progress"
+    # ... and takes over once the lease has run out
+    with Session(engine) as session:
+        row = session.exec(select(IngestedFile)).one()
+        row.lease_until = None
+        session.add(row)
+        session.commit()
+    assert ingestor.ingest(path).status == "archived"
+    assert len(rows(engine, IngestedFile)) == 1
+    assert len(rows(engine, Result)) == 2
+
+
+def test_two_workers_racing_on_one_file_store_it_once(settings, engine):
+    add_batch(engine, 1)
+    path = drop(settings, DATA / "B001-results.csv")
+    reports = []
+    barrier = threading.Barrier(2)
+
+    def work():
+        barrier.wait()
+        reports.append(Ingestor(settings, engine).ingest(path))
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status for r in reports) in (
+        ["archived", "in-progress"],
+        ["archived", "archived"],
+        ["archived", "missing"],
+    )
+    assert len(rows(engine, IngestedFile)) == 1
+    assert len(rows(engine, Result)) == 2
+
+
+BAD_INPUTS = {
+    "empty.csv": b"",
+    "random.bin": os.urandom(4096),
+    "latin1.csv": "sample_id;Kapazität\xff\xfe;Ä\n1;2\n".encode("latin-1"),
+    "wrong-columns.csv": b"name,colour,size\nwidget,blue,3\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_goes_to_quarantine_with_a_reason(settings, engine, name):
+    path = settings.inbox / name
+    path.write_bytes(BAD_INPUTS[name])
+    report = Ingestor(settings, engine).ingest(path)
+    assert report.status == "quarantined"
+    assert report.reason
+    stored = settings.quarantine / f"{report.file_id:06d}_{name}"
+    assert stored.read_bytes() == BAD_INPUTS[name]  # nothing lost
+    assert report.reason in (stored.parent / (stored.name + ".error.txt")).read_text()
+    assert [f.status for f in rows(engine, IngestedFile)] == ["quarantined"]
+
+
+def test_xlsx_of_junk_and_truncated_export_are_quarantined(settings, engine):
+    junk = settings.inbox / "B001-S01.xlsx"
+    with zipfile.ZipFile(junk, "w") as archive:
+        archive.writestr("xl/junk.bin", os.urandom(512))
+    truncated = settings.inbox / "B001-S02.csv"
+    head = (CYCLER_FILES / "arbin" / "FastCharge_000025_CH8.csv").read_bytes()[:250]
+    truncated.write_bytes(head)
+    ingestor = Ingestor(settings, engine)
+    assert ingestor.ingest(junk).status == "quarantined"
+    report = ingestor.ingest(truncated)
+    assert report.status == "quarantined", report
+    assert len(rows(engine, IngestedFile)) == 2
+
+
+def test_unsupported_formats_are_quarantined_saying_what_was_recognised(settings, engine):
+    add_batch(engine, 1)
+    ingestor = Ingestor(settings, engine)
+    novonix = drop(
+        settings, CYCLER_FILES / "novonix" / "test_Nova_Form-CH01-01_short.csv", "B001-S03.csv"
+    )
+    pec = drop(settings, CYCLER_FILES / "pec" / "Test25205.csv", "B001-S04.csv")
+    for path, word in ((novonix, "Novonix"), (pec, "PEC")):
+        report = ingestor.ingest(path)
+        assert report.status == "quarantined"
+        assert report.reason.startswith("unsupported format")
+        assert word in report.reason
+
+
+def test_symlink_is_refused_not_followed(settings, engine, tmp_path):
+    secret = tmp_path / "secret.csv"
+    secret.write_text("sample_id,initial_discharge_mah_g,status,reason\nB001-S01,200,ok,\n")
+    link = settings.inbox / "B001-S01.csv"
+    link.symlink_to(secret)
+    report = Ingestor(settings, engine).ingest(link)
+    assert report.status == "quarantined"
+    assert "symbolic link" in report.reason
+    assert secret.exists() and rows(engine, Result) == []
+    assert (settings.quarantine / f"{report.file_id:06d}_B001-S01.csv").is_symlink()
+
+
+def test_backfill_outside_the_inbox_copies_and_leaves_the_original(settings, engine):
+    add_batch(engine, 1)
+    original = DATA / "B001-results.csv"
+    report = Ingestor(settings, engine).ingest(original.resolve())
+    assert report.status == "archived"
+    assert original.exists()
+    assert (settings.archive / f"{report.file_id:06d}_B001-results.csv").read_bytes() == (
+        original.read_bytes()
+    )
