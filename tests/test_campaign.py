@@ -43,21 +43,28 @@ def test_batch_runs_then_completes_once(engine):
     assert state(engine, batch.id) == "complete"
 
 
+def race(engine, batch_id: int, callers: int = 8) -> list[bool]:
+    """``callers`` threads record progress on one batch at the same moment."""
+    winners: list[bool] = []
+    barrier = threading.Barrier(callers)
+
+    def call() -> None:
+        barrier.wait()
+        winners.append(campaign.record_progress(engine, batch_id))
+
+    threads = [threading.Thread(target=call) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return winners
+
+
 def test_racing_callers_complete_a_batch_exactly_once(engine):
     for attempt in range(5):
-        batch = add_batch(engine, 10 + attempt, size=10)
+        number = 10 + attempt
+        batch = add_batch(engine, number, size=10)
         for slot in range(1, 11):
-            add_result(engine, f"B{10 + attempt:03d}-S{slot:02d}")
-        winners = []
-        barrier = threading.Barrier(8)
-
-        def call(batch_id=batch.id):
-            barrier.wait()
-            winners.append(campaign.record_progress(engine, batch_id))
-
-        threads = [threading.Thread(target=call) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+            add_result(engine, f"B{number:03d}-S{slot:02d}")
+        winners = race(engine, batch.id)
         assert winners.count(True) == 1, winners
