@@ -1,0 +1,133 @@
+"""Plain result sheets entered by hand: one row per sample.
+
+Columns (header names case-insensitive, separated by commas, semicolons or tabs):
+
+* required: ``sample_id, initial_discharge_mah_g, status, reason``
+* optional: ``initial_charge_mah_g``, ``failure_class`` (synthesis | cell | measurement)
+* any other column is a recipe parameter: a number if it parses as one, else text
+  (empty cells are left out).
+
+``status`` is ``ok``/``success`` or ``failed``/``fail``. An ok row needs a positive number in
+``initial_discharge_mah_g``. A failed row without a ``failure_class`` is a **synthesis**
+failure: a result entered by hand as failed is a recipe that produced nothing to test. Row
+numbers are the file's line numbers (the header is row 1), as a spreadsheet shows them.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from agent.cycler.base import FailureClass, Outcome, ReadError, SheetRow
+from agent.cycler.parsing import guard, open_text, parse_float
+
+FORMAT = "result-sheet"
+
+REQUIRED = ("sample_id", "initial_discharge_mah_g", "status", "reason")
+OPTIONAL = ("initial_charge_mah_g", "failure_class")
+_STATUS = {
+    "ok": Outcome.OK,
+    "success": Outcome.OK,
+    "failed": Outcome.FAILED,
+    "fail": Outcome.FAILED,
+}
+_BLANK = {"", "-", "none", "n/a", "na"}
+
+
+def _header(line: str) -> tuple[list[str], str]:
+    """The header's column names as written (stripped) and the delimiter."""
+    line = line.rstrip("\r\n").lstrip("\ufeff")
+    delimiter = max((",", ";", "\t"), key=line.count)
+    fields = next(csv.reader([line], delimiter=delimiter), [])
+    return [field.strip() for field in fields], delimiter
+
+
+def sniff(head_text: str) -> bool:
+    names, _ = _header(next(iter(head_text.splitlines()), ""))
+    return "sample_id" in (name.lower() for name in names)
+
+
+@guard(FORMAT)
+def read(path: Path) -> list[SheetRow]:
+    with open_text(path) as handle:
+        header, delimiter = _header(handle.readline())
+        names = [name.lower() for name in header]
+        missing = [name for name in REQUIRED if name not in names]
+        if missing:
+            raise ReadError(f"result sheet is missing column(s): {', '.join(missing)}")
+        rows = csv.reader(handle, delimiter=delimiter)
+        result = []
+        for fields in rows:
+            if not any(field.strip() for field in fields):
+                continue
+            cells = {name: "" for name in names}
+            cells.update(zip(names, (field.strip() for field in fields), strict=False))
+            result.append(_row(cells, header, names, rows.line_num + 1, delimiter != ","))
+    if not result:
+        raise ReadError("result sheet has no rows")
+    return result
+
+
+def _row(
+    cells: dict[str, str], header: list[str], names: list[str], number: int, comma: bool
+) -> SheetRow:
+    sample_id = cells["sample_id"]
+    where = f"result sheet row {number} ({sample_id or 'no sample_id'})"
+    if not sample_id:
+        raise ReadError(f"{where}: sample_id is empty")
+    status = _STATUS.get(cells["status"].lower())
+    if status is None:
+        raise ReadError(f"{where}: status {cells['status']!r} is not ok or failed")
+    discharge = _number(cells, "initial_discharge_mah_g", where, comma)
+    charge = _number(cells, "initial_charge_mah_g", where, comma)
+    failure = cells.get("failure_class", "").lower()
+    failure_class: FailureClass | None = None
+    if status is Outcome.OK:
+        if discharge is None or discharge <= 0:
+            raise ReadError(
+                f"{where}: an ok row needs a positive number in initial_discharge_mah_g, "
+                f"got {cells['initial_discharge_mah_g']!r}"
+            )
+        if failure not in _BLANK:
+            raise ReadError(f"{where}: failure_class {failure!r} given for an ok row")
+    elif failure in _BLANK:
+        failure_class = FailureClass.SYNTHESIS
+    else:
+        try:
+            failure_class = FailureClass(failure)
+        except ValueError:
+            allowed = ", ".join(item.value for item in FailureClass)
+            raise ReadError(f"{where}: failure_class {failure!r} is not one of {allowed}") from None
+    known = set(REQUIRED) | set(OPTIONAL)
+    parameters = {
+        column: _parameter(cells[name], comma)
+        for column, name in zip(header, names, strict=False)
+        if name not in known and column and cells[name]
+    }
+    return SheetRow(
+        sample_id=sample_id,
+        status=status,
+        row_number=number,
+        discharge_mah_g=discharge,
+        charge_mah_g=charge,
+        reason=cells["reason"] or None,
+        failure_class=failure_class,
+        parameters=parameters,
+    )
+
+
+def _number(cells: dict[str, str], name: str, where: str, comma: bool) -> float | None:
+    text = cells.get(name, "")
+    if text.lower() in _BLANK:
+        return None
+    try:
+        return parse_float(text, decimal_comma=comma)
+    except ValueError:
+        raise ReadError(f"{where}: {name} {text!r} is not a number") from None
+
+
+def _parameter(text: str, comma: bool) -> float | str:
+    try:
+        return parse_float(text, decimal_comma=comma)
+    except ValueError:
+        return text
