@@ -325,9 +325,21 @@ class Ingestor:
             row.finished_at = utcnow()
             row.lease_until = None
             session.commit()
-        self._place(path, row, move=move)
+        try:
+            self._place(path, row, move=move)
+        except FileNotFoundError:
+            # another worker recorded and moved this very file while we read it: our row
+            # stands for nothing that was dropped, so it goes (the drop keeps its own row)
+            self._forget(row)
+            return self._report_gone(row.original_name)
         log.warning("quarantined %s: %s", row.original_name, reason)
         return self._report(row)
+
+    def _forget(self, row: IngestedFile) -> None:
+        Path(row.stored_path + ".error.txt").unlink(missing_ok=True)
+        with Session(self.engine) as session:
+            session.delete(session.get(IngestedFile, row.id))
+            session.commit()
 
     def _quarantine_now(self, path: Path, name: str, reason: str) -> IngestReport:
         """Quarantine without reading (links, paths outside the inbox)."""
