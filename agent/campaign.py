@@ -14,7 +14,9 @@ from sqlalchemy import exists, func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from agent.db import Batch, BatchState, Experiment, Result, utcnow
+from agent.config import Settings
+from agent.db import Batch, BatchState, Experiment, ModelRun, Result, utcnow
+from agent.space import DesignSpace
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,12 @@ def missing_samples(session: Session, batch_id: int) -> list[str]:
     )
 
 
-def record_progress(engine: Engine, batch_id: int) -> bool:
-    """Move a batch forward after results were stored; True if this call completed it."""
+def record_progress(engine: Engine, batch_id: int) -> int | None:
+    """Move a batch forward after results were stored.
+
+    Returns the batch number when this call completed the batch (the caller then starts
+    the retrain), else None.
+    """
     with Session(engine) as session:
         session.exec(
             update(Batch)
@@ -46,14 +52,48 @@ def record_progress(engine: Engine, batch_id: int) -> bool:
             select(func.count()).select_from(Experiment).where(Experiment.batch_id == batch_id)
         ).one()
         if samples == 0 or missing_samples(session, batch_id):
-            return False
+            return None
         moved = session.exec(
             update(Batch)
             .where(Batch.id == batch_id, Batch.state.in_(_BEFORE_COMPLETE))
             .values(state=BatchState.COMPLETE, completed_at=utcnow())
         )
         session.commit()
-    if moved.rowcount == 1:
-        log.info("batch %s complete", batch_id)
-        return True
-    return False
+        if moved.rowcount != 1:
+            return None
+        number = session.get(Batch, batch_id).number
+    log.info("batch %d complete", number)
+    return number
+
+
+def close_batch(engine: Engine, number: int, reason: str) -> bool:
+    """Complete a batch whose missing samples will never come; True if it was open."""
+    with Session(engine) as session:
+        moved = session.exec(
+            update(Batch)
+            .where(Batch.number == number, Batch.state.in_(_BEFORE_COMPLETE))
+            .values(state=BatchState.COMPLETE, completed_at=utcnow(), closed_reason=reason)
+        )
+        session.commit()
+    return moved.rowcount == 1
+
+
+def unfinished_work(engine: Engine) -> tuple[list[int], list[int]]:
+    """What a crash may have left undone: batches complete but never trained, and model
+    versions trained for a batch that proposed nothing yet."""
+    with Session(engine) as session:
+        complete = session.exec(
+            select(Batch.number).where(Batch.state == BatchState.COMPLETE).order_by(Batch.number)
+        ).all()
+        proposed_by = select(Batch.id).where(Batch.model_version == ModelRun.version)
+        unproposed = session.exec(
+            select(ModelRun.version)
+            .where(ModelRun.trigger_batch.is_not(None), ~exists(proposed_by))
+            .order_by(ModelRun.version)
+        ).all()
+    return list(complete), list(unproposed)
+
+
+def campaign_space(settings: Settings) -> DesignSpace:
+    """The design space of this campaign: the TOML file with the campaign's pins and ranges."""
+    return DesignSpace.load(settings.design_space).with_overrides(settings.campaign)

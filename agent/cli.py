@@ -150,6 +150,108 @@ def status() -> None:
         console.print(quarantine)
 
 
+@app.command("import-history")
+def import_history_command(
+    path: Annotated[Path, typer.Argument(help="CSV: parameters, initial_discharge_mah_g, status")],
+) -> None:
+    """Load past experiments (failed rows too) as `historical`."""
+    from agent.campaign import campaign_space
+    from agent.db import get_engine
+    from agent.history import import_history
+
+    settings = _settings()
+    summary = import_history(get_engine(settings.database_url), path, campaign_space(settings))
+    console.print(
+        f"{summary.added} experiments added ({summary.ok} ok, {summary.failed} failed, "
+        f"{summary.unmeasured} never measured), {summary.already_there} already there"
+    )
+
+
+@app.command()
+def retrain() -> None:
+    """Train a new model version on everything recorded, in this process."""
+    from agent.campaign import campaign_space
+    from agent.db import get_engine
+    from agent.training import retrain as train
+
+    settings = _settings()
+    run = train(get_engine(settings.database_url), settings, campaign_space(settings))
+    _print_model(run)
+
+
+@app.command()
+def propose() -> None:
+    """Propose the next batch now (the first one from history alone: "zero-shot")."""
+    from agent.campaign import campaign_space
+    from agent.db import get_engine
+    from agent.modelstore import latest_run
+    from agent.planning import batch_of_model, propose_next_batch
+    from agent.training import retrain as train
+
+    settings = _settings()
+    engine = get_engine(settings.database_url)
+    space = campaign_space(settings)
+    run = latest_run(engine)
+    if run is None or batch_of_model(engine, run.version) is not None:
+        run = train(engine, settings, space)
+        _print_model(run)
+    batch = propose_next_batch(engine, settings, space, run)
+    console.print(f"batch {batch.number}: {batch.recipe_file}")
+
+
+def _print_model(run) -> None:  # noqa: ANN001 - a ModelRun
+    console.print(
+        f"model v{run.version}: {run.n_train} measured experiments, "
+        f"CV RMSE {run.cv_rmse:.2f} mAh/g, R² {run.cv_r2:.3f}"
+    )
+    if run.comparison:
+        table = Table("metric", *run.comparison, title="five-fold CV (paper Table 1)")
+        for metric in next(iter(run.comparison.values())):
+            table.add_row(metric, *(f"{run.comparison[m][metric]:.3f}" for m in run.comparison))
+        console.print(table)
+
+
+batch_app = typer.Typer(help="Batches: list them, close one whose samples will never come.")
+app.add_typer(batch_app, name="batch")
+
+
+@batch_app.command("list")
+def batch_list() -> None:
+    """Every batch with its state and results in."""
+    from agent.db import get_engine
+    from agent.status import build_status
+
+    settings = _settings()
+    _print_batches(build_status(get_engine(settings.database_url)).batches)
+
+
+@batch_app.command("close")
+def batch_close(
+    number: Annotated[int, typer.Argument(help="batch number")],
+    reason: Annotated[str, typer.Option(help="why the missing samples will never come")],
+) -> None:
+    """Mark a batch complete without its missing samples, and start its retrain."""
+    from agent.campaign import close_batch
+    from agent.db import get_engine
+
+    settings = _settings()
+    if not close_batch(get_engine(settings.database_url), number, reason):
+        raise typer.BadParameter(f"batch {number} is not open (unknown, or complete already)")
+    from workers.tasks import retrain as retrain_task
+
+    retrain_task.apply_async(args=[number], queue="learning")
+    console.print(f"batch {number} closed ({reason}); retrain queued")
+
+
+def _print_batches(batches) -> None:  # noqa: ANN001 - list of BatchProgress
+    table = Table("batch", "state", "samples", "with result", "ok", "failed", title="batches")
+    for b in batches:
+        label = "history/manual" if b.number is None else f"B{b.number:03d}"
+        table.add_row(label, b.state, str(b.samples), str(b.with_result), str(b.ok),
+                      str(b.failed))  # fmt: skip
+    console.print(table)
+
+
 def main() -> None:
     app()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 from agent.config import Settings
 from agent.db import Batch, BatchState, Experiment, Origin, init_db, make_engine
@@ -50,9 +50,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     engine = create_engine(url)
     init_db(engine)
     with engine.begin() as connection:
-        connection.execute(
-            text("TRUNCATE result, experiment, batch, ingestedfile RESTART IDENTITY CASCADE")
-        )
+        tables = ", ".join(SQLModel.metadata.tables)
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()
     yield url
 

@@ -29,23 +29,23 @@ def state(engine, batch_id: int) -> str:
 def test_batch_runs_then_completes_once(engine):
     batch = add_batch(engine, 1, size=3)
     add_result(engine, "B001-S01")
-    assert campaign.record_progress(engine, batch.id) is False
+    assert campaign.record_progress(engine, batch.id) is None
     assert state(engine, batch.id) == "running"
     with Session(engine) as session:
         assert campaign.missing_samples(session, batch.id) == ["B001-S02", "B001-S03"]
     add_result(engine, "B001-S02", outcome="failed")
     add_result(engine, "B001-S03")
-    assert campaign.record_progress(engine, batch.id) is True
+    assert campaign.record_progress(engine, batch.id) == 1
     assert state(engine, batch.id) == "complete"
     # a re-test arriving later is stored but does not complete the batch a second time
     add_result(engine, "B001-S03", sha="retest")
-    assert campaign.record_progress(engine, batch.id) is False
+    assert campaign.record_progress(engine, batch.id) is None
     assert state(engine, batch.id) == "complete"
 
 
-def race(engine, batch_id: int, callers: int = 8) -> list[bool]:
+def race(engine, batch_id: int, callers: int = 8) -> list[int | None]:
     """``callers`` threads record progress on one batch at the same moment."""
-    winners: list[bool] = []
+    winners: list[int | None] = []
     barrier = threading.Barrier(callers)
 
     def call() -> None:
@@ -67,4 +67,16 @@ def test_racing_callers_complete_a_batch_exactly_once(engine):
         for slot in range(1, 11):
             add_result(engine, f"B{number:03d}-S{slot:02d}")
         winners = race(engine, batch.id)
-        assert winners.count(True) == 1, winners
+        assert winners.count(number) == 1 and winners.count(None) == 7, winners
+
+
+def test_close_batch_completes_an_open_batch_once(engine):
+    add_batch(engine, 3, size=2)
+    add_result(engine, "B003-S01")
+    assert campaign.close_batch(engine, 3, "S02 cell lost in the glovebox") is True
+    assert campaign.close_batch(engine, 3, "again") is False
+    with Session(engine) as session:
+        batch = session.exec(select(Batch).where(Batch.number == 3)).one()
+    assert batch.state == "complete"
+    assert batch.closed_reason == "S02 cell lost in the glovebox"
+    assert campaign.unfinished_work(engine) == ([3], [])

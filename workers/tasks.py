@@ -1,45 +1,77 @@
-"""Celery tasks: a few lines each, calling the domain in ``agent``."""
+"""Celery tasks: a few lines each, calling the domain in ``agent``.
+
+ingest_file -> (the batch's last result) retrain -> propose_batch. Every task is safe to
+run twice: the database decides what is already done.
+"""
 
 from __future__ import annotations
 
 import logging
 from functools import lru_cache
 
+from celery.signals import worker_ready
 from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from agent import campaign
-from agent.config import get_settings
+from agent import campaign, planning, training
+from agent.config import Settings, get_settings
+from agent.db import get_engine
 from agent.ingest import Ingestor
-from workers.app import INGEST_QUEUE, app
+from workers.app import INGEST_QUEUE, LEARNING_QUEUE, app
 
 log = logging.getLogger(__name__)
 
 # worth another try: a locked SQLite file, a database or broker blip
 TRANSIENT = (OperationalError, RedisConnectionError, TimeoutError)
+RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": True, "retry_backoff_max": 60,
+         "max_retries": 10}  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _settings() -> Settings:
+    settings = get_settings()
+    settings.ensure_folders()
+    return settings
+
+
+def _engine() -> Engine:
+    return get_engine(_settings().database_url)
 
 
 @lru_cache(maxsize=1)
 def _ingestor() -> Ingestor:
-    settings = get_settings()
-    settings.ensure_folders()
-    return Ingestor(settings)
+    return Ingestor(_settings(), _engine())
 
 
-@app.task(
-    name="labloop.ingest_file",
-    autoretry_for=TRANSIENT,
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=10,
-)
+@app.task(name="labloop.ingest_file", **RETRY)
 def ingest_file(name: str) -> dict[str, object]:
-    """Record one inbox file (``name`` relative to the inbox). Safe to run twice."""
-    ingestor = _ingestor()
-    report = ingestor.ingest(name)
+    """Record one inbox file (``name`` relative to the inbox)."""
+    report = _ingestor().ingest(name)
     for batch_id in report.batch_ids:
-        campaign.record_progress(ingestor.engine, batch_id)
+        completed = campaign.record_progress(_engine(), batch_id)
+        if completed is not None:
+            retrain.apply_async(args=[completed], queue=LEARNING_QUEUE)
     return {"name": report.name, "status": report.status, "reason": report.reason}
+
+
+@app.task(name="labloop.retrain", **RETRY)
+def retrain(batch_number: int | None = None) -> int:
+    """Train a new model on everything recorded; then propose the next batch."""
+    settings = _settings()
+    run = training.retrain(_engine(), settings, campaign.campaign_space(settings), batch_number)
+    propose_batch.apply_async(args=[run.version], queue=LEARNING_QUEUE)
+    return run.version
+
+
+@app.task(name="labloop.propose_batch", **RETRY)
+def propose_batch(model_version: int) -> int:
+    """Write the next recipe file from a model version (once per version)."""
+    settings = _settings()
+    engine = _engine()
+    run = training.run_by_version(engine, model_version)
+    batch = planning.propose_next_batch(engine, settings, campaign.campaign_space(settings), run)
+    return batch.number
 
 
 def submit_ingest(name: str) -> None:
@@ -50,3 +82,18 @@ def submit_ingest(name: str) -> None:
         retry=True,
         retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
     )
+
+
+@worker_ready.connect
+def _finish_interrupted_work(sender, **_kwargs) -> None:
+    """A learning worker starting up re-queues what a crash left undone (idempotent)."""
+    queues = {queue.name for queue in sender.task_consumer.queues}
+    if LEARNING_QUEUE not in queues:
+        return
+    complete, unproposed = campaign.unfinished_work(_engine())
+    for number in complete:
+        log.info("batch %d is complete but untrained: retraining", number)
+        retrain.apply_async(args=[number], queue=LEARNING_QUEUE)
+    for version in unproposed:
+        log.info("model v%d proposed no batch yet: proposing", version)
+        propose_batch.apply_async(args=[version], queue=LEARNING_QUEUE)

@@ -1,0 +1,106 @@
+"""Import past experiments (one CSV row each) as `historical` experiments and results.
+
+Columns: the design-space parameters (missing values allowed), ``initial_discharge_mah_g``,
+``status`` (ok | failed), ``reason``; optional ``sample_id`` (default H<row>) and
+``failure_class`` (a failed row without one counts as a synthesis failure, as in result
+sheets). Failed rows are kept. A row marked ok without a value is stored as an experiment
+with no result: poor results were often never measured, and that is data too.
+Importing the same file again adds nothing (rows are keyed by file hash and row).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from agent.cycler.base import FailureClass
+from agent.db import Experiment, Origin, Result
+from agent.ingest import file_sha256
+from agent.space import DesignSpace
+
+REQUIRED = ("initial_discharge_mah_g", "status")
+OK_WORDS = {"ok", "success", "succeeded"}
+FAILED_WORDS = {"failed", "fail", "failure"}
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    rows: int
+    added: int
+    already_there: int
+    ok: int
+    failed: int
+    unmeasured: int
+
+
+def _value(raw: Any) -> Any:
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return None
+    return raw.item() if hasattr(raw, "item") else raw
+
+
+def import_history(engine: Engine, path: Path, space: DesignSpace) -> ImportSummary:
+    frame = pd.read_csv(path)
+    frame.columns = [c.strip() for c in frame.columns]
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path.name}: missing column(s) {', '.join(missing)}")
+    unknown = [
+        c for c in frame.columns
+        if c not in space.columns and c not in (*REQUIRED, "reason", "sample_id", "failure_class")
+    ]  # fmt: skip
+    if unknown:
+        raise ValueError(f"{path.name}: unknown column(s) {', '.join(unknown)}")
+    sha = file_sha256(path)
+    counts = dict.fromkeys(("added", "already", "ok", "failed", "unmeasured"), 0)
+    with Session(engine) as session:
+        known = set(session.exec(select(Experiment.sample_id)).all())
+        for row_number, row in enumerate(frame.to_dict("records"), start=2):
+            sample_id = str(_value(row.get("sample_id")) or f"H{row_number - 1:05d}")
+            if sample_id in known:
+                counts["already"] += 1
+                continue
+            status = str(row["status"]).strip().lower()
+            if status not in OK_WORDS | FAILED_WORDS:
+                raise ValueError(f"{path.name} line {row_number}: status {row['status']!r}")
+            parameters = {n: _value(row[n]) for n in space.columns if n in row}
+            experiment = Experiment(
+                sample_id=sample_id, origin=Origin.HISTORICAL, parameters=parameters
+            )
+            session.add(experiment)
+            session.flush()
+            capacity = _value(row["initial_discharge_mah_g"])
+            result = _result(row, status, capacity, experiment.id, sha, row_number)
+            if result is None:
+                counts["unmeasured"] += 1
+            else:
+                session.add(result)
+                counts[result.outcome] += 1
+            counts["added"] += 1
+            known.add(sample_id)
+        session.commit()
+    return ImportSummary(len(frame), counts["added"], counts["already"], counts["ok"],
+                         counts["failed"], counts["unmeasured"])  # fmt: skip
+
+
+def _result(
+    row: dict[str, Any], status: str, capacity: Any, experiment_id: int, sha: str, line: int
+) -> Result | None:
+    reason = _value(row.get("reason"))
+    if status in OK_WORDS:
+        if capacity is None:
+            return None
+        return Result(experiment_id=experiment_id, outcome="ok", discharge_mah_g=float(capacity),
+                      reason=reason, source_sha256=sha, source_row=line)  # fmt: skip
+    failure_class = FailureClass(_value(row.get("failure_class")) or FailureClass.SYNTHESIS)
+    return Result(
+        experiment_id=experiment_id, outcome="failed", failure_class=failure_class,
+        reason=reason, discharge_mah_g=None if capacity is None else float(capacity),
+        source_sha256=sha, source_row=line,
+    )  # fmt: skip

@@ -1,0 +1,62 @@
+"""Model files: written once under a new version, checked by hash before they are loaded."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import joblib
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from agent.db import ModelRun
+from agent.learning import TrainedModel
+
+
+class UntrustedModel(RuntimeError):
+    """A model file whose bytes are not the ones labloop wrote: never unpickled."""
+
+
+def write_once(path: Path, payload: bytes) -> None:
+    """Write ``path`` atomically; fail if it already exists (files are never overwritten)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(payload)
+    try:
+        os.link(tmp, path)  # atomic, and refuses to replace an existing file
+    finally:
+        tmp.unlink()
+
+
+def next_version(engine: Engine) -> int:
+    with Session(engine) as session:
+        return (session.exec(select(func.max(ModelRun.version))).one() or 0) + 1
+
+
+def save_model(model: TrainedModel, folder: Path, version: int) -> tuple[Path, str]:
+    """Pickle ``model`` to ``folder/model-vNNNN.joblib``; returns the path and its sha256."""
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer, compress=3)
+    payload = buffer.getvalue()
+    path = folder / f"model-v{version:04d}.joblib"
+    write_once(path, payload)
+    return path, hashlib.sha256(payload).hexdigest()
+
+
+def load_model(run: ModelRun) -> TrainedModel:
+    """The model of a run, after checking the file is byte for byte the one we wrote."""
+    payload = Path(run.model_path).read_bytes()
+    if hashlib.sha256(payload).hexdigest() != run.model_sha256:
+        raise UntrustedModel(
+            f"{run.model_path} does not match the hash recorded for model v{run.version}: "
+            "refusing to load it; retrain with `labloop retrain`"
+        )
+    return joblib.load(io.BytesIO(payload))
+
+
+def latest_run(engine: Engine) -> ModelRun | None:
+    with Session(engine) as session:
+        return session.exec(select(ModelRun).order_by(ModelRun.version.desc())).first()

@@ -1,0 +1,142 @@
+"""The propose step: the latest model + PSO -> the next batch's rows and its recipe file."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from agent.config import Settings
+from agent.db import Batch, BatchState, Experiment, ModelRun, Origin
+from agent.modelstore import latest_run, load_model
+from agent.proposer import Proposal, propose
+from agent.recipes import PlannedSample, recipe_path, write_recipe_file
+from agent.sample_ids import format_sample_id
+from agent.space import DesignSpace
+
+log = logging.getLogger(__name__)
+
+
+class NoModel(RuntimeError):
+    """Proposing needs a trained model."""
+
+
+def known_recipes(engine: Engine, space: DesignSpace) -> list[dict[str, Any]]:
+    """Recipes of every experiment so far that name all the space's parameters."""
+    with Session(engine) as session:
+        recipes = session.exec(select(Experiment.parameters)).all()
+    names = list(space.declared)
+    return [r for r in recipes if all(r.get(n) is not None for n in names)]
+
+
+def batch_of_model(engine: Engine, version: int) -> Batch | None:
+    with Session(engine) as session:
+        return session.exec(select(Batch).where(Batch.model_version == version)).first()
+
+
+def plan_batch(
+    engine: Engine, settings: Settings, space: DesignSpace, run: ModelRun
+) -> tuple[Proposal, list[PlannedSample]]:
+    """Run the swarm on the model of ``run``; samples not yet numbered."""
+    model = load_model(run)
+    kappa, weigh = settings.kappa, settings.use_success_probability
+
+    def score(features: pd.DataFrame) -> np.ndarray:
+        predicted = model.predict_features(features)
+        value = predicted.mean_mah_g + kappa * predicted.std_mah_g
+        return value * predicted.p_success if weigh else value
+
+    proposal = propose(
+        space,
+        score,
+        n=settings.batch_size,
+        exclude=known_recipes(engine, space),
+        particles=settings.pso_particles,
+        iterations=settings.pso_iterations,
+        min_distance=settings.min_distance,
+        seed=settings.seed,
+    )
+    predicted = model.predict(space, proposal.recipes)
+    samples = [
+        PlannedSample(
+            sample_id="",
+            recipe=recipe,
+            predicted_mah_g=float(predicted.mean_mah_g[i]),
+            uncertainty_mah_g=float(predicted.std_mah_g[i]),
+            p_success=float(predicted.p_success[i]),
+            model_version=run.version,
+        )
+        for i, recipe in enumerate(proposal.recipes)
+    ]
+    return proposal, samples
+
+
+def propose_next_batch(
+    engine: Engine, settings: Settings, space: DesignSpace, run: ModelRun | None = None
+) -> Batch:
+    """The batch proposed from ``run`` (default: the latest model), made at most once."""
+    run = run or latest_run(engine)
+    if run is None:
+        raise NoModel("no trained model yet: import history and run `labloop retrain` first")
+    if (existing := batch_of_model(engine, run.version)) is not None:
+        return _ensure_file(engine, space, existing)
+    _, planned = plan_batch(engine, settings, space, run)
+    with Session(engine, expire_on_commit=False) as session:
+        number = (session.exec(select(func.max(Batch.number))).one() or 0) + 1
+        batch = Batch(
+            number=number,
+            state=BatchState.PROPOSED,
+            recipe_file=str(recipe_path(settings.recipes, number)),
+            model_version=run.version,
+        )
+        session.add(batch)
+        session.flush()
+        for slot, sample in enumerate(planned, start=1):
+            session.add(
+                Experiment(
+                    sample_id=format_sample_id(number, slot),
+                    batch_id=batch.id,
+                    origin=Origin.PROPOSED,
+                    parameters=sample.recipe,
+                    predicted_mah_g=sample.predicted_mah_g,
+                    predicted_std_mah_g=sample.uncertainty_mah_g,
+                    p_success=sample.p_success,
+                    model_version=run.version,
+                )
+            )
+        try:
+            session.commit()
+        except IntegrityError:  # proposed by another worker a moment ago
+            session.rollback()
+            return _ensure_file(engine, space, batch_of_model(engine, run.version))
+    log.info("batch %d proposed from model v%d", number, run.version)
+    return _ensure_file(engine, space, batch)
+
+
+def _ensure_file(engine: Engine, space: DesignSpace, batch: Batch) -> Batch:
+    """Write the batch's recipe file from its rows if it is not there (crash after commit)."""
+    path = Path(batch.recipe_file)
+    if path.exists():
+        return batch
+    with Session(engine) as session:
+        experiments = session.exec(
+            select(Experiment).where(Experiment.batch_id == batch.id).order_by(Experiment.sample_id)
+        ).all()
+    samples = [
+        PlannedSample(
+            e.sample_id, e.parameters, e.predicted_mah_g, e.predicted_std_mah_g, e.p_success,
+            e.model_version,
+        )
+        for e in experiments
+    ]  # fmt: skip
+    with suppress(FileExistsError):  # written by a concurrent call: same rows, same file
+        write_recipe_file(path, space, samples)
+    return batch

@@ -1,0 +1,114 @@
+"""Recipe files: recipes/batch-NNN.csv, one row per sample, for the lab to follow.
+
+Written once, atomically (temp file + link, which refuses to replace a file), as UTF-8
+with a byte-order mark so that spreadsheet programs show the units (°C) correctly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.modelstore import write_once
+from agent.space import DesignSpace
+
+PREDICTION_COLUMNS = (
+    "predicted_capacity_mah_g",
+    "uncertainty_mah_g",
+    "p_success",
+    "model_version",
+)
+
+
+@dataclass(frozen=True)
+class PlannedSample:
+    sample_id: str
+    recipe: dict[str, Any]
+    predicted_mah_g: float | None = None
+    uncertainty_mah_g: float | None = None
+    p_success: float | None = None
+    model_version: int | None = None
+
+
+def recipe_path(folder: Path, batch_number: int) -> Path:
+    return folder / f"batch-{batch_number:03d}.csv"
+
+
+def _cell(value: Any, digits: int | None = None) -> str:
+    """Recipe values exactly as on the grid; predictions rounded to ``digits``."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return f"{value:g}" if digits is None else f"{value:.{digits}f}"
+
+
+def render(space: DesignSpace, samples: Sequence[PlannedSample]) -> bytes:
+    """The CSV bytes of a recipe file."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["sample_id", *(space.label(c) for c in space.columns), *PREDICTION_COLUMNS])
+    for sample in samples:
+        writer.writerow(
+            [
+                sample.sample_id,
+                *(_cell(sample.recipe[c]) for c in space.columns),
+                _cell(sample.predicted_mah_g, 1),
+                _cell(sample.uncertainty_mah_g, 1),
+                _cell(sample.p_success, 2),
+                _cell(sample.model_version, 0),
+            ]
+        )
+    return out.getvalue().encode("utf-8-sig")
+
+
+def write_recipe_file(path: Path, space: DesignSpace, samples: Sequence[PlannedSample]) -> Path:
+    """Write a new recipe file; FileExistsError if one is there already."""
+    write_once(path, render(space, samples))
+    return path
+
+
+def read_recipe_file(path: Path, space: DesignSpace) -> list[PlannedSample]:
+    """The samples of a recipe file (header units stripped), checked against the space."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    labels = {space.label(c): c for c in space.columns}
+    samples = []
+    for line, row in enumerate(rows, start=2):
+        recipe: dict[str, Any] = {}
+        for label, name in labels.items():
+            if label not in row:
+                raise ValueError(f"{path.name}: column {label!r} is missing")
+            text = row[label]
+            recipe[name] = float(text) if _is_number(text) else text
+        try:
+            space.validate(recipe)
+        except ValueError as error:
+            raise ValueError(f"{path.name} line {line}: {error}") from None
+        samples.append(
+            PlannedSample(
+                sample_id=row["sample_id"],
+                recipe=recipe,
+                predicted_mah_g=_float(row.get("predicted_capacity_mah_g")),
+                uncertainty_mah_g=_float(row.get("uncertainty_mah_g")),
+                p_success=_float(row.get("p_success")),
+                model_version=int(row["model_version"]) if row.get("model_version") else None,
+            )
+        )
+    return samples
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _float(text: str | None) -> float | None:
+    return float(text) if text else None

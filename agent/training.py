@@ -1,0 +1,110 @@
+"""The retrain step: every recorded experiment -> a new model version, stored once."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from agent.config import Settings
+from agent.db import Batch, BatchState, ModelRun, utcnow
+from agent.learning import LearningConfig, fit
+from agent.modelstore import latest_run, next_version, save_model
+from agent.space import DesignSpace
+from agent.training_data import load_training_set
+
+log = logging.getLogger(__name__)
+
+
+def learning_config(settings: Settings) -> LearningConfig:
+    return LearningConfig(
+        n_iter=settings.search_iterations,
+        folds=settings.cv_folds,
+        ensemble=settings.ensemble_size,
+        compare=settings.compare_models,
+        seed=settings.seed or 0,
+    )
+
+
+def run_for_batch(engine: Engine, batch_number: int) -> ModelRun | None:
+    with Session(engine) as session:
+        return session.exec(select(ModelRun).where(ModelRun.trigger_batch == batch_number)).first()
+
+
+def run_by_version(engine: Engine, version: int) -> ModelRun:
+    with Session(engine) as session:
+        run = session.exec(select(ModelRun).where(ModelRun.version == version)).first()
+    if run is None:
+        raise LookupError(f"no model v{version}")
+    return run
+
+
+def retrain(
+    engine: Engine, settings: Settings, space: DesignSpace, trigger_batch: int | None = None
+) -> ModelRun:
+    """Train and store a new model version. A batch triggers at most one retrain: asked
+    again (a redelivered task), this returns the run it already has."""
+    if trigger_batch is not None and (done := run_for_batch(engine, trigger_batch)):
+        log.info("batch %s already trained as model v%s", trigger_batch, done.version)
+        return done
+    training = load_training_set(engine)
+    previous = latest_run(engine)
+    model, report = fit(
+        training, space, learning_config(settings), previous.hyperparameters if previous else None
+    )
+    while True:
+        version = next_version(engine)
+        try:
+            path, sha = save_model(model, settings.models, version)
+        except FileExistsError:
+            # another retrain holds this version: wait for its row, then take what it did
+            time.sleep(1.0)
+            if trigger_batch is not None and (done := run_for_batch(engine, trigger_batch)):
+                return done
+            if next_version(engine) > version:
+                continue
+            raise FileExistsError(
+                f"a model file for v{version} is in {settings.models} without a database row: "
+                "move it away (model files are never overwritten) and retrain"
+            ) from None
+        run = ModelRun(
+            version=version,
+            trigger_batch=trigger_batch,
+            n_train=training.size,
+            n_outcomes=len(training.success),
+            counts=training.counts,
+            hyperparameters=report.hyperparameters,
+            comparison=report.comparison,
+            cv_rmse=report.cv_rmse,
+            cv_r2=report.cv_r2,
+            timings=report.timings,
+            parity={
+                "sample_id": training.sample_ids,
+                "measured": training.capacity_mah_g.tolist(),
+                "predicted": report.oof_predictions,
+            },
+            model_path=str(path),
+            model_sha256=sha,
+        )
+        with Session(engine, expire_on_commit=False) as session:
+            session.add(run)
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                if trigger_batch is not None and (done := run_for_batch(engine, trigger_batch)):
+                    return done  # another worker trained this batch a moment ago
+                continue
+            if trigger_batch is not None:
+                session.exec(
+                    update(Batch)
+                    .where(Batch.number == trigger_batch, Batch.state == BatchState.COMPLETE)
+                    .values(state=BatchState.TRAINED, trained_at=utcnow())
+                )
+                session.commit()
+        log.info("model v%d: %d rows, CV RMSE %.2f", version, training.size, report.cv_rmse)
+        return run

@@ -1,0 +1,83 @@
+"""`labloop run` as a real subprocess, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from agent.db import make_engine
+
+REDIS_URL = "redis://127.0.0.1:6379/7"
+
+
+def sheet(path: Path, sample_id: str, capacity: float) -> Path:
+    """A one-row result sheet, as lab staff write them."""
+    path.write_text(
+        f"sample_id,initial_discharge_mah_g,status,reason\n{sample_id},{capacity},ok,\n"
+    )
+    return path
+
+
+@dataclass
+class Stack:
+    home: Path
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    args: list[str] = field(default_factory=lambda: ["run", "--concurrency", "2"])
+
+    @property
+    def inbox(self) -> Path:
+        return self.home / "inbox"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", *self.args],
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def count(self, model, **where) -> int:
+        engine = make_engine(f"sqlite:///{self.home / 'var' / 'labloop.db'}")
+        try:
+            with Session(engine) as session:
+                query = select(func.count()).select_from(model)
+                for column, value in where.items():
+                    query = query.where(getattr(model, column) == value)
+                return session.exec(query).one()
+        finally:
+            engine.dispose()
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                pytest.fail(f"labloop run exited: {self.log.read_text()[-3000:]}")
+            if predicate():
+                return True
+            time.sleep(0.1)
+        return predicate()
+
+    def database(self):
+        return make_engine(f"sqlite:///{self.home / 'var' / 'labloop.db'}")

@@ -1,0 +1,64 @@
+"""agent.history: past records in, failed and unmeasured rows kept, re-import adds nothing."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session, select
+
+from agent.db import Experiment, Result
+from agent.history import import_history
+from agent.space import DesignSpace
+from agent.training_data import load_training_set
+
+SPACE = DesignSpace.load()
+HEADER = "ni_fraction,calcination_temp_c,li_source,initial_discharge_mah_g,status,reason"
+
+
+def test_import_keeps_failed_and_unmeasured_rows_and_is_idempotent(engine, tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text(
+        f"{HEADER},failure_class\n"
+        "0.92,750,LiOH,214.2,ok,,\n"
+        "0.92,,Li2CO3,210.9,ok,,\n"
+        "0.94,800,LiOH,,failed,sintered,\n"
+        "0.94,700,LiOH,,failed,short circuit,cell\n"
+        "0.92,760,LiOH,,ok,,\n"
+    )
+    summary = import_history(engine, path, SPACE)
+    assert (summary.added, summary.ok, summary.failed, summary.unmeasured) == (5, 2, 2, 1)
+    with Session(engine) as session:
+        experiments = session.exec(select(Experiment).order_by(Experiment.id)).all()
+        results = session.exec(select(Result).order_by(Result.id)).all()
+    assert [e.origin for e in experiments] == ["historical"] * 5
+    assert experiments[1].parameters["calcination_temp_c"] is None
+    assert [r.failure_class for r in results] == [None, None, "synthesis", "cell"]
+    again = import_history(engine, path, SPACE)
+    assert (again.added, again.already_there) == (0, 5)
+
+
+def test_training_set_uses_each_failure_class_for_what_it_means(engine, tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text(
+        f"{HEADER},failure_class\n"
+        "0.92,750,LiOH,214.2,ok,,\n"
+        "0.94,800,LiOH,,failed,sintered,synthesis\n"
+        "0.94,700,LiOH,,failed,short circuit,cell\n"
+        "0.94,705,LiOH,,failed,aborted,measurement\n"
+        "0.92,760,LiOH,,ok,,\n"
+    )
+    import_history(engine, path, SPACE)
+    training = load_training_set(engine)
+    assert training.capacity_mah_g.tolist() == [214.2]
+    assert training.success.tolist() == [1, 0]  # the ok row, the synthesis failure
+    assert training.counts == {"ok": 1, "synthesis": 1, "cell": 1, "measurement": 1,
+                               "unmeasured": 1}  # fmt: skip
+
+
+def test_bad_history_files_are_refused_with_the_reason(engine, tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("ni_fraction,initial_discharge_mah_g\n0.92,210\n")
+    with pytest.raises(ValueError, match="missing column.*status"):
+        import_history(engine, path, SPACE)
+    path.write_text(f"{HEADER},colour\n0.92,750,LiOH,214,ok,,red\n")
+    with pytest.raises(ValueError, match="unknown column.*colour"):
+        import_history(engine, path, SPACE)

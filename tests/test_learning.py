@@ -1,0 +1,92 @@
+"""agent.learning: the four-model comparison, the GBM search within the paper's ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agent.learning import (
+    METRIC_ROWS,
+    PAPER_SEARCH_SPACE,
+    LearningConfig,
+    NotEnoughData,
+    compare_models,
+    fit,
+    impute,
+    tune_gbm,
+)
+from agent.space import DesignSpace
+from agent.training_data import TrainingSet
+from tests.synthetic import capacity
+
+SPACE = DesignSpace.load()
+FAST = LearningConfig(n_iter=6, folds=5, ensemble=4, seed=1)
+
+
+def training_set(rows: int, seed: int = 0, failures: int = 0) -> TrainingSet:
+    rng = np.random.default_rng(seed)
+    recipes = pd.DataFrame(SPACE.random(rows, rng))
+    y = capacity(recipes) + rng.normal(0, 1.0, rows)
+    success = np.ones(rows, dtype=int)
+    success[:failures] = 0
+    return TrainingSet(recipes, y, [f"H{i}" for i in range(rows)], recipes, success)
+
+
+def test_comparison_has_the_four_models_and_paper_metrics():
+    training = training_set(200)
+    x = SPACE.features(training.recipes).to_numpy(float)
+    table = compare_models(x, training.capacity_mah_g, FAST)
+    assert list(table) == ["DT", "RF", "GBM", "NN"]
+    for metrics in table.values():
+        assert tuple(metrics) == METRIC_ROWS
+        assert metrics["RMSE test"] == pytest.approx(np.sqrt(metrics["MSE test"]), rel=0.3)
+        assert metrics["RMSE train"] <= metrics["RMSE test"] + 1e-9
+    # on a smooth function, boosting beats a single tree out of fold
+    assert table["GBM"]["RMSE test"] < table["DT"]["RMSE test"]
+
+
+def test_search_stays_in_the_paper_ranges_and_warm_start_never_loses():
+    training = training_set(150)
+    x = SPACE.features(training.recipes).to_numpy(float)
+    best, rmse = tune_gbm(x, training.capacity_mah_g, FAST)
+    assert 0.01 <= best["subsample"] <= 1.0
+    assert 50 <= best["n_estimators"] <= 300
+    assert 3 <= best["max_depth"] <= 8
+    assert 0.001 <= best["learning_rate"] <= 0.2
+    assert 2 <= best["min_samples_split"] <= 9
+    assert set(best) == set(PAPER_SEARCH_SPACE)
+    strong = {"subsample": 0.8, "n_estimators": 300, "max_depth": 3, "learning_rate": 0.1,
+              "min_samples_split": 2}  # fmt: skip
+    warm, warm_rmse = tune_gbm(x, training.capacity_mah_g, LearningConfig(n_iter=1, seed=5),
+                               warm_start=strong)  # fmt: skip
+    assert warm_rmse <= rmse + 0.5
+    assert warm_rmse < 5.0
+
+
+def test_fit_gives_uncertainty_and_success_probability():
+    training = training_set(160, failures=20)
+    model, report = fit(training, SPACE, FAST)
+    assert report.cv_rmse < 4.0 and report.cv_r2 > 0.5
+    assert len(report.oof_predictions) == 160
+    recipes = SPACE.random(5, 3)
+    predicted = model.predict(SPACE, recipes)
+    assert predicted.mean_mah_g.shape == (5,)
+    assert (predicted.std_mah_g > 0).all()
+    assert ((predicted.p_success >= 0) & (predicted.p_success <= 1)).all()
+    assert model.classifier is not None
+
+
+def test_too_little_data_is_a_clear_error():
+    with pytest.raises(NotEnoughData, match="import the lab's history"):
+        fit(training_set(5), SPACE, FAST)
+
+
+def test_impute_fills_old_records():
+    frame = pd.DataFrame(SPACE.random(4, 0))
+    frame.loc[0, "calcination_temp_c"] = np.nan
+    frame.loc[1, "li_source"] = None
+    filled = impute(frame.drop(columns=["atmosphere"]), SPACE)
+    assert filled["calcination_temp_c"].notna().all()
+    assert filled["li_source"].notna().all() and filled["atmosphere"].notna().all()
+    SPACE.features(filled)  # every value is now valid for the feature table

@@ -1,0 +1,112 @@
+"""Retrain and propose steps: model files once, one batch per model, valid new recipes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from agent.campaign import campaign_space
+from agent.config import Settings
+from agent.db import Batch, Experiment, ModelRun
+from agent.history import import_history
+from agent.modelstore import UntrustedModel, load_model
+from agent.planning import known_recipes, propose_next_batch
+from agent.recipes import read_recipe_file, write_recipe_file
+from agent.training import retrain
+from tests.synthetic import write_history
+
+
+@pytest.fixture
+def small(settings: Settings) -> Settings:
+    """Small learning and swarm budgets: the same code paths, in seconds."""
+    return settings.model_copy(update={
+        "search_iterations": 3, "cv_folds": 3, "ensemble_size": 3, "compare_models": False,
+        "pso_particles": 20, "pso_iterations": 30, "seed": 7,
+    })  # fmt: skip
+
+
+@pytest.fixture
+def with_history(engine, small, tmp_path) -> Path:
+    path = write_history(tmp_path / "history.csv", rows=120, seed=3)
+    import_history(engine, path, campaign_space(small))
+    return path
+
+
+def test_retrain_stores_a_run_and_a_file_that_is_never_overwritten(engine, small, with_history):
+    space = campaign_space(small)
+    first = retrain(engine, small, space)
+    assert first.version == 1 and first.n_train > 100
+    assert first.counts["synthesis"] > 0
+    payload = Path(first.model_path).read_bytes()
+    assert hashlib.sha256(payload).hexdigest() == first.model_sha256
+    second = retrain(engine, small, space)
+    assert second.version == 2
+    assert Path(first.model_path).read_bytes() == payload
+    assert load_model(second).predict(space, space.random(2, 0)).mean_mah_g.shape == (2,)
+
+
+def test_a_tampered_model_file_is_refused(engine, small, with_history):
+    run = retrain(engine, small, campaign_space(small))
+    Path(run.model_path).write_bytes(b"not our pickle")
+    with pytest.raises(UntrustedModel, match="refusing to load"):
+        load_model(run)
+
+
+def test_retrain_for_a_batch_happens_once(engine, small, with_history):
+    space = campaign_space(small)
+    first = retrain(engine, small, space, trigger_batch=4)
+    again = retrain(engine, small, space, trigger_batch=4)
+    assert again.version == first.version
+    with Session(engine) as session:
+        assert len(session.exec(select(ModelRun)).all()) == 1
+
+
+def test_proposal_is_a_valid_new_batch_written_once(engine, small, with_history):
+    space = campaign_space(small)
+    run = retrain(engine, small, space)
+    batch = propose_next_batch(engine, small, space, run)
+    assert batch.number == 1 and batch.state == "proposed"
+    path = Path(batch.recipe_file)
+    assert path.name == "batch-001.csv"
+    samples = read_recipe_file(path, space)  # validates every recipe against the space
+    assert [s.sample_id for s in samples] == [f"B001-S{i:02d}" for i in range(1, 11)]
+    recipes = [s.recipe for s in samples]
+    keys = {tuple(sorted(r.items())) for r in recipes}
+    assert len(keys) == 10
+    history = {tuple(sorted(r.items())) for r in known_recipes(engine, space)[:120]}
+    assert not keys & history
+    assert all(s.model_version == 1 and s.predicted_mah_g > 150 for s in samples)
+    # asked again for the same model: the same batch, no new rows, the file untouched
+    before = path.read_bytes()
+    assert propose_next_batch(engine, small, space, run).id == batch.id
+    assert path.read_bytes() == before
+    with Session(engine) as session:
+        assert len(session.exec(select(Batch)).all()) == 1
+        assert (
+            len(session.exec(select(Experiment).where(Experiment.batch_id == batch.id)).all()) == 10
+        )
+    with pytest.raises(FileExistsError):
+        write_recipe_file(path, space, samples)
+
+
+def test_recipe_file_lost_after_commit_is_rewritten_from_the_rows(engine, small, with_history):
+    space = campaign_space(small)
+    run = retrain(engine, small, space)
+    batch = propose_next_batch(engine, small, space, run)
+    path = Path(batch.recipe_file)
+    original = path.read_bytes()
+    path.unlink()
+    propose_next_batch(engine, small, space, run)
+    assert path.read_bytes() == original
+
+
+def test_pinned_campaign_proposes_only_pinned_values(engine, small, with_history):
+    pinned = small.model_copy(update={"campaign": {"atmosphere": "air", "ni_fraction": 0.94}})
+    space = campaign_space(pinned)
+    batch = propose_next_batch(engine, pinned, space, retrain(engine, pinned, space))
+    for sample in read_recipe_file(Path(batch.recipe_file), space):
+        assert sample.recipe["atmosphere"] == "air"
+        assert sample.recipe["ni_fraction"] == 0.94
