@@ -31,6 +31,7 @@ from agent.cycler.classify import CellTest, Protocol, classify_cycle, from_sheet
 from agent.db import Experiment, FileStatus, IngestedFile, Origin, Result, get_engine, utcnow
 from agent.masses import MassBook, read_masses
 from agent.sample_ids import find_sample_id, normalise_sample_id
+from agent.space import DesignSpace
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Ingestor:
             plausible_min_mah_g=settings.plausible_min_mah_g,
             plausible_max_mah_g=settings.plausible_max_mah_g,
         )
+        self.space = DesignSpace.load(settings.design_space)
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -305,6 +307,13 @@ class Ingestor:
             raise Rejected(
                 f"unknown sample id {sample_id}: not in any recipe file; give its recipe "
                 "parameters as extra sheet columns to record it as a manual experiment"
+            )
+        known = self.space.columns
+        unknown = sorted(set(test.parameters) - set(known))
+        if unknown:  # a misspelt column would silently lose a recipe value
+            raise Rejected(
+                f"{sample_id}: unknown recipe parameter column(s) {', '.join(unknown)}; "
+                f"known: {', '.join(known)}"
             )
         experiment = Experiment(
             sample_id=sample_id, origin=Origin.MANUAL, parameters=dict(test.parameters)

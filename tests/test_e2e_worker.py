@@ -75,3 +75,52 @@ def test_files_in_the_inbox_are_recorded_through_real_workers(stack, tmp_path):
     quarantined = sorted(p.name for p in (stack.home / "quarantine").iterdir())
     assert any(name.endswith("garbage.csv.error.txt") for name in quarantined)
     assert len(list((stack.home / "archive").iterdir())) == 10
+
+
+def test_real_cycler_files_are_recorded_and_shown_by_status(tmp_path):
+    """The issue's "done": real exports (with a mass sidecar) through `labloop run`,
+    broken ones quarantined, all of it visible in `labloop status`."""
+    import subprocess
+    import sys
+
+    from tests.conftest import CYCLER_FILES
+
+    home = tmp_path / "home"
+    env = {**os.environ, "LABLOOP_HOME": str(home), "LABLOOP_SETTLE_SECONDS": "0.3",
+           "COLUMNS": "250"}  # fmt: skip
+    (home / "var").mkdir(parents=True)
+    engine = make_engine(f"sqlite:///{home / 'var' / 'labloop.db'}")
+    init_db(engine)
+    add_batch(engine, 1)
+    engine.dispose()
+    stack = Stack(home, env, tmp_path / "run.log")
+    stack.start()
+    try:
+        inbox = stack.inbox
+        inbox.mkdir(parents=True, exist_ok=True)
+        (inbox / "masses.csv").write_text("sample_id,active_mass_mg\nB001-S01,10\nB001-S03,10\n")
+        drops = {
+            "maccor/maccor_002.txt": "B001-S01.txt",
+            "neware/neware_uio.csv": "B001-S02.csv",
+            "arbin/FastCharge_000025_CH8.csv": "B001-S03.csv",
+            "biologic/biol.mpr": "B001-S04.mpr",
+            "novonix/test_Nova_Form-CH01-01_short.csv": "B001-S05.csv",
+            "pec/Test25205.csv": "B001-S06.csv",
+            "maccor/PredictionDiagnostics_000151_test.052": "B001-S07.052",
+        }
+        for fixture, name in drops.items():
+            shutil.copy(CYCLER_FILES / fixture, inbox / name)
+        finished = lambda: stack.count(IngestedFile) == 7 and stack.count(  # noqa: E731
+            IngestedFile, status="processing") == 0  # fmt: skip
+        assert stack.wait_for(finished, timeout=60), stack.log.read_text()[-3000:]
+    finally:
+        stack.stop()
+    assert stack.count(IngestedFile, status="archived") == 3  # S01-S03
+    assert stack.count(IngestedFile, status="quarantined") == 4
+    status = subprocess.run([sys.executable, "-m", "agent.cli", "status"], env=env,
+                            capture_output=True, text=True, timeout=60, check=True,
+                            ).stdout  # fmt: skip
+    assert "3 archived, 4 quarantined" in status
+    for words in ("unsupported format", "Novonix", "PEC", "cycle 37", "no active mass",
+                  "charge cutoff never reached", "no discharge"):  # fmt: skip
+        assert words in status, (words, status)

@@ -234,3 +234,103 @@ def test_backfill_outside_the_inbox_copies_and_leaves_the_original(settings, eng
     assert (settings.archive / f"{report.file_id:06d}_B001-results.csv").read_bytes() == (
         original.read_bytes()
     )
+
+
+def test_manual_experiment_with_a_misspelt_parameter_is_quarantined(settings, engine):
+    report = Ingestor(settings, engine).ingest(drop(settings, DATA / "manual-typo.csv"))
+    assert report.status == "quarantined"
+    assert "unknown recipe parameter column(s) calcination_temp" in report.reason
+    assert rows(engine, Experiment) == []
+
+
+REAL_FILES = [
+    # (fixture, outcome, failure class, words in the reason)
+    ("maccor/maccor_002.txt", "failed", "measurement", "charge cutoff never reached"),
+    ("neware/neware_uio.csv", "failed", "measurement", "discharges first"),
+    ("arbin/FastCharge_000025_CH8.csv", "failed", "cell", "no discharge"),
+    ("maccor/maccor_test_file_4267-66-6519.041", "failed", "cell", "impedance"),
+    # an anode-like half cell: it "charges" to 1.0 V passing ~500 mAh/g on 10 mg
+    ("biologic/biol.mpr", "failed", "cell", "short circuit"),
+    ("biologic/test_loopsnewoutput_MB_CE1_short10k.csv", "failed", "measurement", "plausible"),
+]
+
+
+@pytest.mark.parametrize(("fixture", "outcome", "failure_class", "words"), REAL_FILES)
+def test_real_exports_are_recorded_with_their_verdict(
+    settings, engine, fixture, outcome, failure_class, words
+):
+    add_batch(engine, 1)
+    (settings.inbox / "masses.csv").write_text("sample_id,active_mass_mg\nB001-S01,10.0\n")
+    suffix = Path(fixture).suffix
+    report = Ingestor(settings, engine).ingest(
+        drop(settings, CYCLER_FILES / fixture, f"B001-S01{suffix}")
+    )
+    assert report.status == "archived", report.reason
+    [result] = rows(engine, Result)
+    assert (result.outcome, result.failure_class) == (outcome, failure_class)
+    assert words in result.reason
+    assert (settings.inbox / "masses.csv").exists()  # the sidecar stays for the next cells
+
+
+def test_capacity_uses_the_sidecar_mass_and_the_lab_protocol(settings, engine):
+    """maccor_002.txt: first charge 2.44213 mAh to 3.80 V, discharge 2.25098 mAh to 1.30 V
+    (hand-checked in tests/cycler); on 10 mg that is 244.213 and 225.098 mAh/g."""
+    add_batch(engine, 1)
+    (settings.inbox / "masses.csv").write_text("sample_id,active_mass_mg\nB001-S01,10.0\n")
+    this_cell = settings.model_copy(update={"charge_cutoff_v": 3.8, "discharge_cutoff_v": 1.3})
+    drop(settings, CYCLER_FILES / "maccor" / "maccor_002.txt", "B001-S01.txt")
+    report = Ingestor(this_cell, engine).ingest(settings.inbox / "B001-S01.txt")
+    assert report.status == "archived"
+    [result] = rows(engine, Result)
+    assert result.outcome == "ok"
+    assert result.discharge_mah_g == pytest.approx(225.098, abs=1e-3)
+    assert result.charge_mah_g == pytest.approx(244.213, abs=1e-3)
+    assert result.coulombic_efficiency == pytest.approx(2.25098 / 2.44213, rel=1e-4)
+    assert (result.active_mass_mg, result.mass_source) == (10.0, "sidecar")
+
+
+def test_mass_from_the_file_wins_over_the_sidecar(settings, engine):
+    add_batch(engine, 1)
+    (settings.inbox / "masses.csv").write_text("sample_id,active_mass_mg\nB001-S01,10.0\n")
+    drop(settings, CYCLER_FILES / "neware" / "neware_uio.csv", "B001-S01.csv")
+    Ingestor(settings, engine).ingest(settings.inbox / "B001-S01.csv")
+    [result] = rows(engine, Result)
+    assert result.mass_source == "file"
+    assert result.active_mass_mg == pytest.approx(2.08, abs=0.01)
+    assert result.discharge_mah_g == pytest.approx(2250.15, abs=0.01)
+
+
+def test_no_mass_anywhere_is_quarantined_with_what_to_do(settings, engine):
+    add_batch(engine, 1)
+    drop(settings, CYCLER_FILES / "maccor" / "maccor_002.txt", "B001-S01.txt")
+    report = Ingestor(settings, engine).ingest(settings.inbox / "B001-S01.txt")
+    assert report.status == "quarantined"
+    assert "no active mass for B001-S01" in report.reason and "masses.csv" in report.reason
+    with_default = settings.model_copy(update={"default_active_mass_mg": 12.5})
+    drop(settings, CYCLER_FILES / "maccor" / "maccor_002.txt", "B001-S01.txt")
+    assert Ingestor(with_default, engine).ingest(settings.inbox / "B001-S01.txt").status == (
+        "archived"
+    )
+    [result] = rows(engine, Result)
+    assert (result.active_mass_mg, result.mass_source) == (12.5, "default")
+
+
+def test_export_starting_mid_test_is_quarantined(settings, engine):
+    add_batch(engine, 1)
+    fixture = CYCLER_FILES / "maccor" / "PredictionDiagnostics_000151_test.052"
+    report = Ingestor(settings, engine).ingest(drop(settings, fixture, "B001-S01.052"))
+    assert report.status == "quarantined"
+    assert "cycle 37" in report.reason
+
+
+def test_a_200_mb_file_is_quarantined_without_reading_it_all(settings, engine):
+    huge = settings.inbox / "B001-S01.csv"
+    with huge.open("wb") as handle:
+        handle.write(b"\x00\x17binary dump\n")
+        handle.truncate(200 * 1024 * 1024)
+    report = Ingestor(settings, engine).ingest(huge)
+    assert report.status == "quarantined"
+    assert report.reason.startswith("unsupported format")
+    assert (settings.quarantine / f"{report.file_id:06d}_B001-S01.csv").stat().st_size == (
+        200 * 1024 * 1024
+    )

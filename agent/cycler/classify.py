@@ -3,16 +3,18 @@
 The rules, in order (the first that applies wins):
 
 1. no charge and no discharge at all (rest / impedance only) -> failed, cell: "no discharge"
-2. first charge never reached the charge cutoff and passed more charge than the
+2. the test discharges before it charges (an anode half cell, a wrong program) -> failed,
+   measurement: not a cathode first-cycle test
+3. first charge never reached the charge cutoff and passed more charge than the
    material can hold (> plausible max) -> failed, cell: "short circuit"
-3. charged but never discharged -> failed, cell: "no discharge after charge"
-4. the file ends inside the first discharge above the discharge cutoff -> failed,
+4. charged but never discharged -> failed, cell: "no discharge after charge"
+5. the file ends inside the first discharge above the discharge cutoff -> failed,
    measurement: "test aborted during the first discharge"
-5. the first charge ended below the charge cutoff -> failed, measurement:
+6. the first charge ended below the charge cutoff -> failed, measurement:
    "charge cutoff never reached"
-6. first discharge below 1 mAh/g -> failed, cell: "dead cell"
-7. first discharge outside the plausible window -> failed, measurement
-8. otherwise ok.
+7. first discharge below 1 mAh/g -> failed, cell: "dead cell"
+8. first discharge outside the plausible window -> failed, measurement
+9. otherwise ok.
 """
 
 from __future__ import annotations
@@ -83,6 +85,11 @@ def _judge(
     if cycle.charge is None and cycle.discharge is None:
         seen = ", ".join(sorted(cycle.other_steps)) or "nothing"
         return FailureClass.CELL, f"no discharge: the file holds no charge or discharge ({seen})"
+    if cycle.discharge_first:
+        return FailureClass.MEASUREMENT, (
+            "the test discharges first (an anode half cell or a wrong program): "
+            "not a cathode first-cycle test"
+        )
     charge_short = cycle.charge is not None and cycle.charge.max_v < protocol.charge_cutoff_v - tol
     if charge_short and charge is not None and charge > protocol.plausible_max_mah_g:
         return FailureClass.CELL, (
@@ -106,12 +113,9 @@ def _judge(
     if discharge is not None and not (
         protocol.plausible_min_mah_g <= discharge <= protocol.plausible_max_mah_g
     ):
-        note = (
-            " (the test discharges first: anode or wrong program?)" if cycle.discharge_first else ""
-        )
         return FailureClass.MEASUREMENT, (
             f"first discharge {discharge:.1f} mAh/g is outside the plausible window "
-            f"{protocol.plausible_min_mah_g:g}-{protocol.plausible_max_mah_g:g} mAh/g{note}"
+            f"{protocol.plausible_min_mah_g:g}-{protocol.plausible_max_mah_g:g} mAh/g"
         )
     return None
 
