@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     broker_url: str = EMBEDDED_BROKER
 
     batch_size: int = Field(default=10, ge=1)
+    # a campaign's budget: no batch is proposed past this number (None: no limit)
+    max_batches: int | None = Field(default=None, ge=1)
     # used when neither the export nor masses.csv gives the active mass of a cell
     default_active_mass_mg: float | None = Field(default=None, gt=0)
     # name of the sidecar in the inbox that maps sample_id -> active_mass_mg

@@ -81,13 +81,19 @@ def plan_batch(
 
 def propose_next_batch(
     engine: Engine, settings: Settings, space: DesignSpace, run: ModelRun | None = None
-) -> Batch:
-    """The batch proposed from ``run`` (default: the latest model), made at most once."""
+) -> Batch | None:
+    """The batch proposed from ``run`` (default: the latest model), made at most once.
+
+    None when the campaign's budget (``max_batches``) is spent.
+    """
     run = run or latest_run(engine)
     if run is None:
         raise NoModel("no trained model yet: import history and run `labloop retrain` first")
     if (existing := batch_of_model(engine, run.version)) is not None:
         return _ensure_file(engine, space, existing)
+    if settings.max_batches is not None and _batch_count(engine) >= settings.max_batches:
+        log.info("campaign budget of %d batches reached: nothing proposed", settings.max_batches)
+        return None
     _, planned = plan_batch(engine, settings, space, run)
     with Session(engine, expire_on_commit=False) as session:
         number = (session.exec(select(func.max(Batch.number))).one() or 0) + 1
@@ -119,6 +125,11 @@ def propose_next_batch(
             return _ensure_file(engine, space, batch_of_model(engine, run.version))
     log.info("batch %d proposed from model v%d", number, run.version)
     return _ensure_file(engine, space, batch)
+
+
+def _batch_count(engine: Engine) -> int:
+    with Session(engine) as session:
+        return session.exec(select(func.max(Batch.number))).one() or 0
 
 
 def _ensure_file(engine: Engine, space: DesignSpace, batch: Batch) -> Batch:

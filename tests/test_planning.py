@@ -110,3 +110,12 @@ def test_pinned_campaign_proposes_only_pinned_values(engine, small, with_history
     for sample in read_recipe_file(Path(batch.recipe_file), space):
         assert sample.recipe["atmosphere"] == "air"
         assert sample.recipe["ni_fraction"] == 0.94
+
+
+def test_no_batch_is_proposed_past_the_campaign_budget(engine, small, with_history):
+    budget = small.model_copy(update={"max_batches": 1})
+    space = campaign_space(budget)
+    assert propose_next_batch(engine, budget, space, retrain(engine, budget, space)).number == 1
+    assert propose_next_batch(engine, budget, space, retrain(engine, budget, space)) is None
+    with Session(engine) as session:
+        assert len(session.exec(select(Batch)).all()) == 1

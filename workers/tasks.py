@@ -65,13 +65,13 @@ def retrain(batch_number: int | None = None) -> int:
 
 
 @app.task(name="labloop.propose_batch", **RETRY)
-def propose_batch(model_version: int) -> int:
+def propose_batch(model_version: int) -> int | None:
     """Write the next recipe file from a model version (once per version)."""
     settings = _settings()
     engine = _engine()
     run = training.run_by_version(engine, model_version)
     batch = planning.propose_next_batch(engine, settings, campaign.campaign_space(settings), run)
-    return batch.number
+    return None if batch is None else batch.number
 
 
 def submit_ingest(name: str) -> None:

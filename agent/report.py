@@ -1,0 +1,167 @@
+"""What each batch taught: the per-batch table and the paper's figures (Fig. 2/5, Fig. 4).
+
+* the table: predicted maximum, measured range, best so far, mean absolute percentage
+  error (MAPE) of the predictions on the batch, failures;
+* ``parity.png``: predicted vs measured for every batch (the paper's Fig. 4);
+* ``distributions.png``: parameter distributions of the history vs each batch
+  (the paper's Fig. 2 and 5): how far the loop leaves the habitual region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# Figure, not pyplot: files only, no display backend needed on a lab server
+from matplotlib.figure import Figure
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from agent.db import Batch, Experiment, Result
+
+FIGURE_PARAMETERS = ("ni_fraction", "calcination_temp_c", "li_ratio", "coating_temp_c",
+                     "dopant_zr", "dopant_nb")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    number: int
+    state: str
+    model_version: int | None
+    samples: int
+    measured: int
+    failed: int
+    predicted_max: float | None
+    measured_min: float | None
+    measured_max: float | None
+    best_so_far: float | None
+    mape_percent: float | None
+
+
+def experiments_frame(engine: Engine) -> pd.DataFrame:
+    """One row per experiment: batch number (None: history/manual), recipe, prediction,
+    mean ok capacity and number of failed results."""
+    with Session(engine) as session:
+        experiments = session.exec(select(Experiment)).all()
+        numbers = dict(session.exec(select(Batch.id, Batch.number)).all())
+        results = session.exec(
+            select(Result.experiment_id, Result.outcome, Result.discharge_mah_g)
+        ).all()
+    outcomes = pd.DataFrame(results, columns=["experiment_id", "outcome", "capacity"])
+    ok = outcomes[(outcomes["outcome"] == "ok") & outcomes["capacity"].notna()]
+    measured = ok.groupby("experiment_id")["capacity"].mean()
+    failed = outcomes[outcomes["outcome"] == "failed"].groupby("experiment_id").size()
+    rows = [
+        {
+            **e.parameters,
+            "sample_id": e.sample_id,
+            "batch": numbers.get(e.batch_id),
+            "predicted": e.predicted_mah_g,
+            "measured": measured.get(e.id, np.nan),
+            "failed": int(failed.get(e.id, 0)),
+        }
+        for e in experiments
+    ]
+    return pd.DataFrame(rows)
+
+
+def batch_summaries(engine: Engine) -> list[BatchSummary]:
+    frame = experiments_frame(engine)
+    with Session(engine) as session:
+        batches = session.exec(select(Batch).order_by(Batch.number)).all()
+    history = frame[frame["batch"].isna()] if len(frame) else frame
+    best = float(history["measured"].max()) if len(history) else np.nan
+    summaries = []
+    for batch in batches:
+        own = frame[frame["batch"] == batch.number]
+        measured = own.dropna(subset=["measured"])
+        if len(measured):
+            best = np.nanmax([best, measured["measured"].max()])
+        paired = measured.dropna(subset=["predicted"])
+        mape = (
+            float((abs(paired["predicted"] - paired["measured"]) / paired["measured"]).mean() * 100)
+            if len(paired)
+            else None
+        )
+        summaries.append(
+            BatchSummary(
+                number=batch.number,
+                state=batch.state,
+                model_version=batch.model_version,
+                samples=len(own),
+                measured=len(measured),
+                failed=int((own["failed"] > 0).sum()) if len(own) else 0,
+                predicted_max=_max(own["predicted"]) if len(own) else None,
+                measured_min=_min(measured["measured"]),
+                measured_max=_max(measured["measured"]),
+                best_so_far=None if np.isnan(best) else float(best),
+                mape_percent=mape,
+            )
+        )
+    return summaries
+
+
+def _max(values: pd.Series) -> float | None:
+    return None if values.dropna().empty else float(values.max())
+
+
+def _min(values: pd.Series) -> float | None:
+    return None if values.dropna().empty else float(values.min())
+
+
+def write_figures(engine: Engine, folder: Path) -> list[Path]:
+    """Write parity.png and distributions.png into ``folder``; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = experiments_frame(engine)
+    return [_parity(frame, folder / "parity.png"),
+            _distributions(frame, folder / "distributions.png")]  # fmt: skip
+
+
+def _parity(frame: pd.DataFrame, path: Path) -> Path:
+    batches = sorted(b for b in frame["batch"].dropna().unique())
+    columns = max(1, len(batches))
+    figure = Figure(figsize=(4 * columns, 4))
+    axes = figure.subplots(1, columns, squeeze=False)
+    for ax, number in zip(axes[0], batches or [None], strict=False):
+        own = frame[frame["batch"] == number].dropna(subset=["predicted", "measured"])
+        if len(own):
+            low = min(own["predicted"].min(), own["measured"].min()) - 2
+            high = max(own["predicted"].max(), own["measured"].max()) + 2
+            ax.plot([low, high], [low, high], color="grey", linewidth=1)
+            ax.scatter(own["measured"], own["predicted"], color="tab:blue")
+            mape = (abs(own["predicted"] - own["measured"]) / own["measured"]).mean() * 100
+            ax.set_title(f"batch {int(number)}: MAPE {mape:.1f} %")
+        else:
+            ax.set_title("no measured batch yet")
+        ax.set_xlabel("measured initial discharge (mAh/g)")
+        ax.set_ylabel("predicted (mAh/g)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def _distributions(frame: pd.DataFrame, path: Path) -> Path:
+    names = [n for n in FIGURE_PARAMETERS if n in frame]
+    figure = Figure(figsize=(13, 7))
+    axes = figure.subplots(2, 3)
+    groups = [("history", frame[frame["batch"].isna()])] + [
+        (f"batch {int(b)}", frame[frame["batch"] == b])
+        for b in sorted(frame["batch"].dropna().unique())
+    ]
+    for ax, name in zip(axes.flat, names, strict=False):
+        values = pd.to_numeric(frame[name], errors="coerce").dropna()
+        bins = np.linspace(values.min(), values.max(), 21) if len(values) else 10
+        for label, group in groups:
+            data = pd.to_numeric(group[name], errors="coerce").dropna()
+            if len(data):
+                ax.hist(data, bins=bins, density=True, histtype="step", linewidth=1.5,
+                        label=label)  # fmt: skip
+        ax.set_title(name)
+    axes.flat[0].legend(fontsize=8)
+    figure.suptitle("parameter distributions: history vs each batch")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
