@@ -14,6 +14,7 @@ from rich.progress import track
 from rich.table import Table
 
 from agent import config
+from agent.lab.cli import lab_app
 
 app = typer.Typer(help="labloop: cycler files in, next NCM recipes out.", no_args_is_help=True)
 console = Console()
@@ -196,6 +197,9 @@ def propose() -> None:
         run = train(engine, settings, space)
         _print_model(run)
     batch = propose_next_batch(engine, settings, space, run)
+    if batch is None:
+        console.print(f"campaign complete: its {settings.max_batches} batches are proposed")
+        return
     console.print(f"batch {batch.number}: {batch.recipe_file}")
 
 
@@ -210,6 +214,8 @@ def _print_model(run) -> None:  # noqa: ANN001 - a ModelRun
             table.add_row(metric, *(f"{run.comparison[m][metric]:.3f}" for m in run.comparison))
         console.print(table)
 
+
+app.add_typer(lab_app, name="lab")
 
 batch_app = typer.Typer(help="Batches: list them, close one whose samples will never come.")
 app.add_typer(batch_app, name="batch")
@@ -250,6 +256,84 @@ def _print_batches(batches) -> None:  # noqa: ANN001 - list of BatchProgress
         table.add_row(label, b.state, str(b.samples), str(b.with_result), str(b.ok),
                       str(b.failed))  # fmt: skip
     console.print(table)
+
+
+DEMO_MARKER = ".labloop-demo"
+# the same code paths on small budgets, for a quick look or CI
+FAST_BUDGET = {
+    "SEARCH_ITERATIONS": "3",
+    "CV_FOLDS": "3",
+    "ENSEMBLE_SIZE": "3",
+    "COMPARE_MODELS": "false",
+    "PSO_PARTICLES": "20",
+    "PSO_ITERATIONS": "40",
+}
+
+
+@app.command()
+def demo(
+    batches: Annotated[int, typer.Option(help="batches the virtual lab runs")] = 3,
+    seed: Annotated[int, typer.Option(help="virtual lab seed")] = 0,
+    pace: Annotated[float, typer.Option(help="seconds between two dropped files")] = 0.3,
+    fast: Annotated[bool, typer.Option(help="small learning and swarm budgets")] = False,
+) -> None:
+    """The whole loop, hands-off, on a virtual NCM lab (in ./demo unless --home is given)."""
+    from rich.live import Live
+
+    from agent.demo import DemoConfig, run_demo
+
+    home = _demo_home()
+    if logging.getLogger().level > logging.DEBUG:  # the live line says it all; -v for more
+        logging.getLogger().setLevel(logging.WARNING)
+    os.environ.update({"LABLOOP_HOME": str(home), "LABLOOP_MAX_BATCHES": str(batches),
+                       "LABLOOP_SEED": os.environ.get("LABLOOP_SEED", str(seed))})  # fmt: skip
+    if fast:
+        os.environ.update({f"LABLOOP_{k}": v for k, v in FAST_BUDGET.items()})
+    config.get_settings.cache_clear()
+    settings = _settings()
+    # imported only now: the Celery app is built from the settings at import
+    from workers.tasks import submit_ingest
+
+    console.print(f"labloop demo: {batches} batches in {home}, broker {settings.broker_url}")
+    with Live(console=console, refresh_per_second=4, transient=True) as live:
+
+        def show(progress) -> None:  # noqa: ANN001 - a demo.Progress
+            live.update(
+                f"batch {progress.batch}: {progress.stage:<9} | files in {progress.files_in} | "
+                f"results {progress.results} | failed tests {progress.failures}"
+            )
+
+        summaries = run_demo(settings, DemoConfig(batches=batches, seed=seed, pace_seconds=pace),
+                             submit_ingest, show)  # fmt: skip
+    table = Table("batch", "model", "predicted max", "measured range", "best so far", "MAPE %",
+                  "failed", title="what each batch taught")  # fmt: skip
+    for s in summaries:
+        measured = (f"{s.measured_min:.1f}-{s.measured_max:.1f}" if s.measured_min is not None
+                    else "-")  # fmt: skip
+        table.add_row(
+            f"B{s.number:03d}", f"v{s.model_version}", _fmt(s.predicted_max), measured,
+            _fmt(s.best_so_far), _fmt(s.mape_percent, 2), f"{s.failed}/{s.samples}",
+        )  # fmt: skip
+    console.print(table)
+    console.print(f"figures: {home / 'report'}; recipes: {home / 'recipes'}")
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _demo_home() -> Path:
+    """./demo (or the chosen home), emptied if an earlier demo left it; never a real lab."""
+    import shutil
+
+    home = Path(os.environ.get("LABLOOP_HOME", "demo")).resolve()
+    if home.exists() and any(home.iterdir()):
+        if not (home / DEMO_MARKER).exists():
+            raise typer.BadParameter(f"{home} is not empty and not a demo folder: choose --home")
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    (home / DEMO_MARKER).write_text("made by `labloop demo`; emptied by the next one\n")
+    return home
 
 
 def main() -> None:

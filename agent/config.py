@@ -21,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-EMBEDDED_BROKER = "filesystem://"
+EMBEDDED_BROKER = "filesystem://localhost//"
 
 
 def _config_file() -> Path:

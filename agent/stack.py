@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from agent.config import Settings
 from agent.watcher import InboxWatcher, Submit
@@ -19,21 +20,39 @@ ALL_QUEUES = ("ingest", "learning")
 
 
 def worker_command(queues: Sequence[str], concurrency: int, name: str) -> list[str]:
-    """The command line of a Celery worker consuming ``queues``."""
+    """The command line of a Celery worker consuming ``queues``.
+
+    A learning-only worker runs its one task at a time in the worker process itself
+    (``solo`` pool): model fitting can then use both cores, which a pool child cannot.
+    """
+    pool = (
+        ["--pool", "solo"] if list(queues) == ["learning"] else ["--concurrency", str(concurrency)]
+    )
     return [
         sys.executable, "-m", "celery", "-A", "workers.app:app", "worker",
-        "--queues", ",".join(queues),
-        "--concurrency", str(concurrency),
+        "--queues", ",".join(queues), *pool,
         "--hostname", f"{name}@%h",
         "--loglevel", "INFO",
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip
 
 
-def start_worker(queues: Sequence[str], concurrency: int, name: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    queues: Sequence[str], concurrency: int, name: str, log_file: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a worker process; its output goes to ``log_file`` if given, else to ours."""
     log.info("starting worker %s on queues %s", name, ",".join(queues))
+    output = None
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        output = log_file.open("ab")
     # the worker reads the same LABLOOP_* settings from the inherited environment
-    return subprocess.Popen(worker_command(queues, concurrency, name), env=os.environ.copy())
+    return subprocess.Popen(
+        worker_command(queues, concurrency, name),
+        env=os.environ.copy(),
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+    )
 
 
 def stop_processes(processes: Sequence[subprocess.Popen[bytes]], grace: float = 30.0) -> None:

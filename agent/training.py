@@ -44,15 +44,21 @@ def run_by_version(engine: Engine, version: int) -> ModelRun:
 
 
 def retrain(
-    engine: Engine, settings: Settings, space: DesignSpace, trigger_batch: int | None = None
+    engine: Engine,
+    settings: Settings,
+    space: DesignSpace,
+    trigger_batch: int | None = None,
+    *,
+    warm: bool = True,
 ) -> ModelRun:
     """Train and store a new model version. A batch triggers at most one retrain: asked
-    again (a redelivered task), this returns the run it already has."""
+    again (a redelivered task), this returns the run it already has. ``warm`` lets the last
+    model's best hyperparameters compete with the new search's."""
     if trigger_batch is not None and (done := run_for_batch(engine, trigger_batch)):
         log.info("batch %s already trained as model v%s", trigger_batch, done.version)
         return done
     training = load_training_set(engine)
-    previous = latest_run(engine)
+    previous = latest_run(engine) if warm else None
     model, report = fit(
         training, space, learning_config(settings), previous.hyperparameters if previous else None
     )

@@ -1,0 +1,146 @@
+"""The hands-off demo: the live loop closed on the virtual lab.
+
+History imported, batch 1 proposed from it, then the real services run (the inbox watcher
+and Celery workers on the configured broker) while the virtual lab plays the lab staff:
+it reads each new recipe file, "makes and tests" the samples and drops their cycler
+exports into the inbox one by one. The tenth result triggers the retrain and the next
+recipe file, and the lab starts over, for ``batches`` batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from agent import stack
+from agent.campaign import campaign_space
+from agent.config import Settings
+from agent.db import Batch, BatchState, IngestedFile, Result, get_engine
+from agent.history import import_history
+from agent.lab import VirtualLab
+from agent.planning import propose_next_batch
+from agent.recipes import read_recipe_file
+from agent.report import BatchSummary, batch_summaries, write_figures
+from agent.space import DEFAULT_PATH
+from agent.training import retrain
+from agent.watcher import Submit
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HISTORY = DEFAULT_PATH.parent / "historical.csv"
+T = TypeVar("T")
+
+
+class DemoStalled(RuntimeError):
+    """The loop did not move on in time; the message says where it stopped."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    batches: int = 3
+    seed: int = 0
+    # seconds between two exports the lab drops: results arrive over time, not at once
+    pace_seconds: float = 0.3
+    history: Path = DEFAULT_HISTORY
+    # how long one batch may take from recipe file to the next model before giving up
+    batch_timeout_seconds: float = 900.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    batch: int
+    stage: str  # "lab", "ingesting", "training", "done"
+    files_in: int
+    results: int
+    failures: int
+
+
+Report = Callable[[Progress], None]
+
+
+def run_demo(
+    settings: Settings, config: DemoConfig, submit: Submit, report: Report
+) -> list[BatchSummary]:
+    """Run the whole loop for ``config.batches`` batches; returns the per-batch table."""
+    settings.ensure_folders()
+    engine = get_engine(settings.database_url)
+    space = campaign_space(settings)
+    import_history(engine, config.history, space)
+    propose_next_batch(engine, settings, space, retrain(engine, settings, space))
+    lab = VirtualLab(config.seed, space)
+    logs = settings.state / "logs"
+    workers = [
+        stack.start_worker(["ingest"], 2, "ingest", logs / "ingest-worker.log"),
+        stack.start_worker(["learning"], 1, "learning", logs / "learning-worker.log"),
+    ]
+    try:
+        with stack.make_watcher(settings, submit):
+            for number in range(1, config.batches + 1):
+                _run_one_batch(engine, settings, lab, number, config, report)
+    finally:
+        stack.stop_processes(workers)
+    write_figures(engine, settings.home / "report")
+    return batch_summaries(engine)
+
+
+def _run_one_batch(
+    engine: Engine,
+    settings: Settings,
+    lab: VirtualLab,
+    number: int,
+    config: DemoConfig,
+    report: Report,
+) -> None:
+    space = lab.space
+    batch = _wait_for(lambda: _batch(engine, number), config.batch_timeout_seconds,
+                      f"batch {number} was never proposed")  # fmt: skip
+    samples = read_recipe_file(Path(batch.recipe_file), space)
+    for sample in samples:
+        lab.run_batch([sample.sample_id], [sample.recipe], settings.inbox)
+        report(_progress(engine, number, "lab"))
+        time.sleep(config.pace_seconds)
+
+    def trained() -> bool:
+        current = _batch(engine, number)
+        stage = {BatchState.COMPLETE: "training", BatchState.TRAINED: "done"}.get(
+            current.state, "ingesting"
+        )
+        report(_progress(engine, number, stage))
+        return current.state == BatchState.TRAINED
+
+    _wait_for(trained, config.batch_timeout_seconds,
+              f"batch {number} was not trained in time")  # fmt: skip
+    if number < config.batches:
+        _wait_for(lambda: _batch(engine, number + 1), config.batch_timeout_seconds,
+                  f"batch {number + 1} was not proposed in time")  # fmt: skip
+
+
+def _batch(engine: Engine, number: int) -> Batch | None:
+    with Session(engine) as session:
+        batch = session.exec(select(Batch).where(Batch.number == number)).first()
+    if batch is None or not batch.recipe_file or not Path(batch.recipe_file).exists():
+        return None
+    return batch
+
+
+def _progress(engine: Engine, number: int, stage: str) -> Progress:
+    with Session(engine) as session:
+        files = len(session.exec(select(IngestedFile.id)).all())
+        outcomes = session.exec(select(Result.outcome)).all()
+    return Progress(number, stage, files, len(outcomes), outcomes.count("failed"))
+
+
+def _wait_for(check: Callable[[], T | None], timeout: float, message: str) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(0.5)
+    raise DemoStalled(message)

@@ -1,0 +1,39 @@
+"""`labloop demo`: the README's main command, short, end to end through real workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from agent.db import Batch, Experiment, Result, make_engine
+
+
+def test_short_demo_runs_the_whole_loop(tmp_path):
+    home = tmp_path / "demo"
+    env = {**os.environ, "LABLOOP_HOME": str(home), "COLUMNS": "200"}
+    env.pop("LABLOOP_BROKER_URL", None)  # the embedded default, as a new user has it
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "demo", "--batches", "2", "--fast", "--pace", "0.05"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(p.name for p in (home / "recipes").iterdir()) == [
+        "batch-001.csv",
+        "batch-002.csv",
+    ]
+    engine = make_engine(f"sqlite:///{home / 'var' / 'labloop.db'}")
+    with Session(engine) as session:
+        in_batches = select(Experiment.id).where(Experiment.batch_id.is_not(None))
+        results = session.exec(
+            select(func.count()).select_from(Result).where(Result.experiment_id.in_(in_batches))
+        ).one()
+        states = session.exec(select(Batch.state).order_by(Batch.number)).all()
+    assert results == 20
+    assert states == ["trained", "trained"]
+    assert {p.name for p in (home / "report").iterdir()} >= {"parity.png", "distributions.png"}
+    assert "what each batch taught" in done.stdout
+    assert "B002" in done.stdout
