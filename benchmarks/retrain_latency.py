@@ -51,8 +51,10 @@ def measured_batch(home: Path, seed: int) -> tuple[Settings, object]:
         experiments = session.exec(select(Experiment).where(Experiment.batch_id == batch.id)).all()
         outcomes = lab.test([e.parameters for e in experiments])
         for experiment, outcome in zip(experiments, outcomes, strict=True):
-            session.add(Result(experiment_id=experiment.id, outcome="ok",
-                               discharge_mah_g=outcome.measured_mah_g,
+            ok = outcome.measured_mah_g is not None
+            session.add(Result(experiment_id=experiment.id, outcome="ok" if ok else "failed",
+                               failure_class=None if ok else "synthesis",
+                               discharge_mah_g=outcome.measured_mah_g, reason=outcome.reason,
                                source_sha256=f"bench-{experiment.sample_id}"))  # fmt: skip
         session.commit()
     return settings, engine
