@@ -181,7 +181,15 @@ def retrain() -> None:
 
 
 @app.command()
-def propose() -> None:
+def propose(
+    pins: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="pin or narrow a parameter for this proposal: name=value or name=low:high",
+        ),
+    ] = None,
+) -> None:
     """Propose the next batch now (the first one from history alone: "zero-shot")."""
     from agent.campaign import campaign_space
     from agent.db import get_engine
@@ -190,8 +198,15 @@ def propose() -> None:
     from agent.training import retrain as train
 
     settings = _settings()
+    if pins:
+        settings = settings.model_copy(
+            update={"campaign": {**settings.campaign, **_parse_overrides(pins)}}
+        )
     engine = get_engine(settings.database_url)
-    space = campaign_space(settings)
+    try:
+        space = campaign_space(settings)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     run = latest_run(engine)
     if run is None or batch_of_model(engine, run.version) is not None:
         run = train(engine, settings, space)
@@ -201,6 +216,25 @@ def propose() -> None:
         console.print(f"campaign complete: its {settings.max_batches} batches are proposed")
         return
     console.print(f"batch {batch.number}: {batch.recipe_file}")
+
+
+def _parse_overrides(items: list[str]) -> dict[str, object]:
+    """["atmosphere=air", "ni_fraction=0.94:0.96"] -> {"atmosphere": "air", "ni_fraction": [..]}"""
+    overrides: dict[str, object] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{item!r}: expected name=value or name=low:high")
+        parts = [_number_or_text(v) for v in value.split(":")]
+        overrides[name.strip()] = parts if len(parts) == 2 else parts[0]
+    return overrides
+
+
+def _number_or_text(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text.strip()
 
 
 def _print_model(run) -> None:  # noqa: ANN001 - a ModelRun

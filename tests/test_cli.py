@@ -44,3 +44,31 @@ def test_closing_an_unknown_batch_is_a_clear_error(tmp_path):
     done = labloop(tmp_path, "batch", "close", "7", "--reason", "cells lost")
     assert done.returncode != 0
     assert "batch 7 is not open" in done.stderr + done.stdout
+
+
+def test_propose_pins_from_the_command_line_and_campaign_from_the_environment(
+    tmp_path, monkeypatch
+):
+    from tests.synthetic import write_history
+
+    home = tmp_path / "home"
+    history = write_history(tmp_path / "history.csv", rows=80, seed=1)
+    small = {"LABLOOP_SEARCH_ITERATIONS": "2", "LABLOOP_CV_FOLDS": "3",
+             "LABLOOP_ENSEMBLE_SIZE": "2", "LABLOOP_COMPARE_MODELS": "false",
+             "LABLOOP_PSO_PARTICLES": "15", "LABLOOP_PSO_ITERATIONS": "15",
+             "LABLOOP_CAMPAIGN": '{"atmosphere": "air"}'}  # fmt: skip
+    for key, value in small.items():
+        monkeypatch.setenv(key, value)
+    assert labloop(home, "import-history", str(history)).returncode == 0
+    done = labloop(home, "propose", "--set", "ni_fraction=0.94", "--set",
+                   "calcination_temp_c=700:720")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    bad = labloop(home, "propose", "--set", "ni_fraction=0.5")
+    assert bad.returncode != 0 and "ni_fraction" in bad.stderr + bad.stdout
+    from agent.recipes import read_recipe_file
+    from agent.space import DesignSpace
+
+    samples = read_recipe_file(home / "recipes" / "batch-001.csv", DesignSpace.load())
+    assert {s.recipe["atmosphere"] for s in samples} == {"air"}
+    assert {s.recipe["ni_fraction"] for s in samples} == {0.94}
+    assert all(700 <= s.recipe["calcination_temp_c"] <= 720 for s in samples)
