@@ -110,9 +110,11 @@ def ingest(
     if not files:
         raise typer.BadParameter("no files found")
     ingestor = Ingestor(settings)
+    inbox = settings.inbox.resolve()
     outcomes: dict[str, int] = {}
     for path in track(files, description="ingesting", console=console):
-        report = ingestor.ingest(path.resolve())
+        in_inbox = path.resolve().is_relative_to(inbox)
+        report = ingestor.ingest(path.resolve()) if in_inbox else ingestor.backfill(path)
         outcomes[report.status] = outcomes.get(report.status, 0) + 1
         if report.status == "quarantined":
             console.print(f"[yellow]quarantined[/] {path.name}: {report.reason}")

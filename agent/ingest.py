@@ -50,7 +50,7 @@ class Rejected(Exception):
 @dataclass(frozen=True)
 class IngestReport:
     name: str
-    status: str  # archived | quarantined | in-progress | missing | changed
+    status: str  # archived | quarantined | in-progress | missing | changed | refused
     file_id: int | None = None
     stored_path: Path | None = None
     reason: str | None = None
@@ -89,26 +89,43 @@ class Ingestor:
     # -- entry point -------------------------------------------------------------------------
 
     def ingest(self, path: Path | str) -> IngestReport:
-        """Record one file. ``path`` is absolute or relative to the inbox.
+        """Record one file of the inbox (``path`` relative to it, or absolute inside it).
 
-        Files inside the inbox are moved to archive/ or quarantine/; files elsewhere
-        (a backfill) are copied there and left in place.
+        The file moves to archive/ or quarantine/. Nothing outside the inbox is touched:
+        a path that leads out of it (``..``, a linked folder) is refused as it stands.
         """
         inbox = self.settings.inbox
-        path = Path(path) if Path(path).is_absolute() else inbox / path
-        inside = _is_inside(path, inbox)
-        name = path.relative_to(inbox).as_posix() if inside else path.name
-        if inside and not _is_inside(path.resolve(), inbox.resolve()) and not path.is_symlink():
-            return self._quarantine_now(path, name, "path leads outside the inbox: refused")
+        path = Path(os.path.normpath(inbox / path))  # '..' collapsed before any check
+        if not _is_inside(path, inbox):
+            log.warning("refused %s: not in the inbox", path)
+            return IngestReport(name=str(path), status="refused", reason="not in the inbox")
+        name = path.relative_to(inbox).as_posix()
         if path.is_symlink():
             return self._quarantine_now(path, name, "symbolic link: refused, never followed")
+        if not _is_inside(path.resolve(), inbox.resolve()):
+            log.warning("refused %s: it lies in a linked folder outside the inbox", name)
+            return IngestReport(name=name, status="refused", reason="linked folder")
+        if path.is_file() and path.stat().st_nlink > 1:
+            return self._quarantine_now(
+                path, name, "hard link: refused (its content can change through its other "
+                "name); copy the file into the inbox instead",
+            )  # fmt: skip
+        return self._record(path, name, move=True)
+
+    def backfill(self, path: Path | str) -> IngestReport:
+        """Record a file from outside the inbox (old results): it is copied to archive/ or
+        quarantine/ and left where it is."""
+        path = Path(path).resolve()
+        return self._record(path, path.name, move=False)
+
+    def _record(self, path: Path, name: str, move: bool) -> IngestReport:
         if not path.is_file():
             return self._report_gone(name)
         before = _fingerprint(path)
         sha = file_sha256(path)
         unfinished = self._unfinished(name, sha)
         if unfinished is not None:
-            self._place(path, unfinished, move=inside)
+            self._place(path, unfinished, move=move)
             return self._report(unfinished)
         row = self._open_row(name, sha, before[0])
         if row is None:
@@ -116,13 +133,13 @@ class Ingestor:
         try:
             tests = self._read(path, name, sha)
         except Rejected as rejected:
-            return self._finish_quarantined(
-                path, row, str(rejected), rejected.cycler_format, inside
-            )
+            return self._finish_quarantined(path, row, str(rejected), rejected.cycler_format, move)
         if _fingerprint(path) != before:
-            self._release(row)
+            # replaced while we read it: the bytes we hashed are gone, so is their row;
+            # the watcher sees the change and hands the new content on
+            self._forget(row)
             return IngestReport(name=name, status="changed", reason="file changed while read")
-        return self._store(path, row, tests, inside)
+        return self._store(path, row, tests, move)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -238,13 +255,6 @@ class Ingestor:
             )
         ).first()
 
-    def _release(self, row: IngestedFile) -> None:
-        with Session(self.engine) as session:
-            session.exec(
-                update(IngestedFile).where(IngestedFile.id == row.id).values(lease_until=None)
-            )
-            session.commit()
-
     def _destination(self, folder: Path, row: IngestedFile) -> Path:
         safe = row.original_name.replace("/", "__")
         return folder / f"{row.id:06d}_{safe}"
@@ -345,7 +355,8 @@ class Ingestor:
         return self._report(row)
 
     def _forget(self, row: IngestedFile) -> None:
-        Path(row.stored_path + ".error.txt").unlink(missing_ok=True)
+        if row.stored_path:
+            Path(row.stored_path + ".error.txt").unlink(missing_ok=True)
         with Session(self.engine) as session:
             session.delete(session.get(IngestedFile, row.id))
             session.commit()

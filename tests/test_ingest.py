@@ -228,7 +228,7 @@ def test_symlink_is_refused_not_followed(settings, engine, tmp_path):
 def test_backfill_outside_the_inbox_copies_and_leaves_the_original(settings, engine):
     add_batch(engine, 1)
     original = DATA / "B001-results.csv"
-    report = Ingestor(settings, engine).ingest(original.resolve())
+    report = Ingestor(settings, engine).backfill(original)
     assert report.status == "archived"
     assert original.exists()
     assert (settings.archive / f"{report.file_id:06d}_B001-results.csv").read_bytes() == (
@@ -334,3 +334,50 @@ def test_a_200_mb_file_is_quarantined_without_reading_it_all(settings, engine):
     assert (settings.quarantine / f"{report.file_id:06d}_B001-S01.csv").stat().st_size == (
         200 * 1024 * 1024
     )
+
+
+def test_paths_leading_out_of_the_inbox_are_refused_untouched(settings, engine, tmp_path):
+    outside = tmp_path / "precious.csv"
+    outside.write_text("sample_id,initial_discharge_mah_g,status,reason\nB001-S01,200,ok,\n")
+    ingestor = Ingestor(settings, engine)
+    for name in ("../../precious.csv", str(outside), "sub/../../../precious.csv"):
+        assert ingestor.ingest(name).status == "refused"
+    linked = settings.inbox / "share"
+    linked.symlink_to(tmp_path, target_is_directory=True)
+    assert ingestor.ingest("share/precious.csv").status == "refused"
+    assert outside.exists()
+    assert rows(engine, IngestedFile) == []
+
+
+def test_hard_link_into_the_inbox_is_quarantined_not_read(settings, engine, tmp_path):
+    add_batch(engine, 1)
+    original = tmp_path / "B001-results.csv"
+    shutil.copyfile(DATA / "B001-results.csv", original)
+    os.link(original, settings.inbox / "B001-results.csv")
+    report = Ingestor(settings, engine).ingest("B001-results.csv")
+    assert report.status == "quarantined"
+    assert "hard link" in report.reason
+    assert rows(engine, Result) == []
+    assert original.exists()
+
+
+def test_file_replaced_while_read_is_given_back_then_recorded(settings, engine, monkeypatch):
+    add_batch(engine, 1)
+    path = drop(settings, DATA / "B001-results.csv")
+    import agent.ingest as ingest_module
+
+    real = ingest_module.read_export
+
+    def read_then_replace(target):
+        export = real(target)
+        target.write_bytes((DATA / "B001-S01-retest.csv").read_bytes())
+        return export
+
+    monkeypatch.setattr(ingest_module, "read_export", read_then_replace)
+    ingestor = Ingestor(settings, engine)
+    assert ingestor.ingest(path).status == "changed"
+    assert rows(engine, Result) == []
+    monkeypatch.setattr(ingest_module, "read_export", real)
+    assert ingestor.ingest(path).status == "archived"
+    assert [r.discharge_mah_g for r in rows(engine, Result)] == [223.0]  # the new content
+    assert [f.status for f in rows(engine, IngestedFile)] == ["archived"]
