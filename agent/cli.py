@@ -86,6 +86,20 @@ def worker(
 
 
 @app.command()
+def flower(
+    port: Annotated[int, typer.Option(help="port of Flower's web page")] = 5555,
+    address: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+) -> None:
+    """Celery's own view of tasks and workers (Flower), on the configured broker."""
+    import sys
+
+    _settings()
+    command = [sys.executable, "-m", "celery", "-A", "workers.app:app", "flower",
+               f"--port={port}", f"--address={address}"]  # fmt: skip
+    os.execv(command[0], command)
+
+
+@app.command()
 def watch() -> None:
     """Run only the inbox watcher, handing files to the configured broker."""
     from agent import stack
