@@ -54,16 +54,16 @@ def run(
 
     settings = _settings()
     console.print(f"labloop: inbox {settings.inbox}, broker {settings.broker_url}")
-    workers = [
-        stack.start_worker(["ingest"], concurrency, "ingest"),
-        stack.start_worker(["learning"], 1, "learning"),
-    ]
+    workers = stack.Workers(
+        [stack.WorkerSpec(("ingest",), concurrency, "ingest"),
+         stack.WorkerSpec(("learning",), 1, "learning")]
+    )  # fmt: skip
     try:
         with stack.make_watcher(settings, submit_ingest):
-            stack.wait_for_signal()
+            stack.wait_for_signal(every_second=workers.keep_alive)
     finally:
         console.print("labloop: stopping")
-        stack.stop_processes(workers)
+        workers.stop()
 
 
 @app.command()

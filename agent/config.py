@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     plausible_min_mah_g: float = 50.0
     plausible_max_mah_g: float = 300.0
 
+    # a worker holds a file this long; if it dies, another may take the file over after it
+    ingest_lease_seconds: float = Field(default=120.0, gt=0)
+    # Redis: a task whose worker died unacknowledged is delivered again after this long
+    broker_visibility_timeout_seconds: float = Field(default=300.0, gt=0)
+
     # watcher: a file is complete when its size and mtime have not changed for this long
     settle_seconds: float = Field(default=1.0, ge=0)
     # watcher: use polling instead of inotify (network shares where events do not arrive)

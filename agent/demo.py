@@ -76,16 +76,16 @@ def run_demo(
     propose_next_batch(engine, settings, space, retrain(engine, settings, space))
     lab = VirtualLab(config.seed, space)
     logs = settings.state / "logs"
-    workers = [
-        stack.start_worker(["ingest"], 2, "ingest", logs / "ingest-worker.log"),
-        stack.start_worker(["learning"], 1, "learning", logs / "learning-worker.log"),
-    ]
+    workers = stack.Workers(
+        [stack.WorkerSpec(("ingest",), 2, "ingest", logs / "ingest-worker.log"),
+         stack.WorkerSpec(("learning",), 1, "learning", logs / "learning-worker.log")]
+    )  # fmt: skip
     try:
         with stack.make_watcher(settings, submit):
             for number in range(1, config.batches + 1):
                 _run_one_batch(engine, settings, lab, number, config, report)
     finally:
-        stack.stop_processes(workers)
+        workers.stop()
     write_figures(engine, settings.home / "report")
     return batch_summaries(engine)
 

@@ -35,7 +35,6 @@ from agent.space import DesignSpace
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=10)
 _CHUNK = 1 << 20
 
 
@@ -240,7 +239,7 @@ class Ingestor:
                     IngestedFile.status == FileStatus.PROCESSING,
                     (IngestedFile.lease_until.is_(None)) | (IngestedFile.lease_until < now),
                 )
-                .values(lease_until=now + LEASE)
+                .values(lease_until=now + timedelta(seconds=self.settings.ingest_lease_seconds))
             )
             session.commit()
             return row if claimed.rowcount == 1 else None

@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import Settings
@@ -68,6 +69,41 @@ def stop_processes(processes: Sequence[subprocess.Popen[bytes]], grace: float = 
             process.wait()
 
 
+@dataclass(frozen=True)
+class WorkerSpec:
+    queues: tuple[str, ...]
+    concurrency: int
+    name: str
+    log_file: Path | None = None
+
+
+class Workers:
+    """Worker processes kept alive: one that dies (killed, out of memory) is started again.
+
+    Its unfinished task is not lost: it was never acknowledged (Redis delivers it again)
+    and the database tells the next attempt what was already done.
+    """
+
+    def __init__(self, specs: Sequence[WorkerSpec]) -> None:
+        self.specs = list(specs)
+        self.processes = [self._start(spec) for spec in self.specs]
+
+    @staticmethod
+    def _start(spec: WorkerSpec) -> subprocess.Popen[bytes]:
+        return start_worker(spec.queues, spec.concurrency, spec.name, spec.log_file)
+
+    def keep_alive(self) -> None:
+        for index, process in enumerate(self.processes):
+            if process.poll() is not None:
+                spec = self.specs[index]
+                log.warning("worker %s exited (%s): starting it again", spec.name,
+                            process.returncode)  # fmt: skip
+                self.processes[index] = self._start(spec)
+
+    def stop(self) -> None:
+        stop_processes(self.processes)
+
+
 def make_watcher(settings: Settings, submit: Submit) -> InboxWatcher:
     return InboxWatcher(
         settings.inbox,
@@ -80,13 +116,16 @@ def make_watcher(settings: Settings, submit: Submit) -> InboxWatcher:
     )
 
 
-def wait_for_signal(stop: threading.Event | None = None) -> None:
-    """Block until Ctrl-C / SIGTERM (or ``stop`` is set)."""
+def wait_for_signal(
+    stop: threading.Event | None = None, every_second: Callable[[], None] | None = None
+) -> None:
+    """Block until Ctrl-C / SIGTERM (or ``stop`` is set), calling ``every_second``."""
     stop = stop or threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        while not stop.wait(0.5):
-            pass
+        while not stop.wait(1.0):
+            if every_second is not None:
+                every_second()
     except KeyboardInterrupt:
         pass
     finally:

@@ -39,9 +39,13 @@ class Stack:
     def inbox(self) -> Path:
         return self.home / "inbox"
 
+    @staticmethod
+    def command() -> list[str]:
+        return [sys.executable, "-m", "agent.cli"]
+
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", *self.args],
+            [*self.command(), *self.args],
             env=self.env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,

@@ -35,7 +35,7 @@ def make_app(settings: Settings) -> Celery:
         _embedded_transport_options(settings)
         if settings.embedded_broker
         # an unacknowledged task (its worker died) is delivered again after this long
-        else {"visibility_timeout": 900}
+        else {"visibility_timeout": settings.broker_visibility_timeout_seconds}
     )
     app.conf.update(
         broker_url=settings.broker_url,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
+from celery import Task
 from celery.signals import worker_ready
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.engine import Engine
@@ -44,10 +45,14 @@ def _ingestor() -> Ingestor:
     return Ingestor(_settings(), _engine())
 
 
-@app.task(name="labloop.ingest_file", **RETRY)
-def ingest_file(name: str) -> dict[str, object]:
+@app.task(name="labloop.ingest_file", bind=True, **RETRY)
+def ingest_file(self: Task, name: str) -> dict[str, object]:
     """Record one inbox file (``name`` relative to the inbox)."""
     report = _ingestor().ingest(name)
+    if report.status == "in-progress":
+        # another worker holds the file; if that worker died, its lease runs out and
+        # this retry takes the file over instead of leaving it to the watcher's resubmit
+        raise self.retry(countdown=_settings().ingest_lease_seconds / 4, max_retries=20)
     for batch_id in report.batch_ids:
         completed = campaign.record_progress(_engine(), batch_id)
         if completed is not None:

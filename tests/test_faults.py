@@ -1,0 +1,229 @@
+"""Faults the running stack must survive, with real processes on real Redis.
+
+* many mixed drops at once: every file ends in exactly one of archive/ or quarantine/,
+  with exactly one row (CI drops 200; `benchmarks/mixed_drops.py` drops 1,000);
+* kill -9 of the ingest worker mid-batch and of the learning worker mid-retrain: after
+  restart every file is recorded once and the batch's retrain happens once;
+* the broker stopped while files keep arriving: nothing is lost once it is back;
+* a worker that dies under `labloop run` is started again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from sqlmodel import Session, select
+
+from agent.db import Batch, IngestedFile, ModelRun, Result, init_db
+from benchmarks.mixed_drops import (
+    check_conservation,
+    drop_all,
+    make_drops,
+    prepare_home,
+    settled,
+)
+from tests.conftest import add_batch
+from tests.stack import Stack, sheet
+from tests.synthetic import write_history
+
+pytestmark = pytest.mark.redis
+
+FAST = {
+    "LABLOOP_SETTLE_SECONDS": "0.2",
+    "LABLOOP_INGEST_LEASE_SECONDS": "3",
+    "LABLOOP_BROKER_VISIBILITY_TIMEOUT_SECONDS": "5",
+    "LABLOOP_RESUBMIT_AFTER_SECONDS": "5",
+    "LABLOOP_SEARCH_ITERATIONS": "12",
+    "LABLOOP_CV_FOLDS": "5",
+    "LABLOOP_ENSEMBLE_SIZE": "3",
+    "LABLOOP_PSO_PARTICLES": "20",
+    "LABLOOP_PSO_ITERATIONS": "30",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def environment(home: Path, broker: str) -> dict[str, str]:
+    return {**os.environ, **FAST, "LABLOOP_HOME": str(home), "LABLOOP_BROKER_URL": broker}
+
+
+def kill_group(stack: Stack) -> None:
+    """kill -9 the process and its pool children (it runs in a session of its own)."""
+    os.killpg(stack.process.pid, signal.SIGKILL)
+    stack.process.wait()
+
+
+def test_mixed_drops_end_in_exactly_one_place(tmp_path):
+    url = "redis://127.0.0.1:6379/12"
+    redis.Redis.from_url(url).flushdb()
+    home, staging = tmp_path / "home", tmp_path / "staging"
+    staging.mkdir()
+    prepare_home(home, 200)
+    drops = make_drops(staging, 200, huge_mb=20)
+    (home / "inbox").mkdir()
+    shutil.copyfile(staging / "masses.csv", home / "inbox" / "masses.csv")
+    stack = Stack(home, environment(home, url), tmp_path / "run.log")
+    stack.start()
+    try:
+        drop_all(drops.first_wave, home / "inbox")
+        assert stack.wait_for(lambda: settled(home, len(drops.first_wave)), timeout=180)
+        drop_all(drops.second_wave, home / "inbox")
+        assert stack.wait_for(lambda: settled(home, drops.total), timeout=120)
+        assert stack.process.poll() is None  # the services are still up
+    finally:
+        stack.stop()
+    counts = check_conservation(home, drops.total)
+    assert counts["archived rows"] >= 90  # the valid exports, each recorded once
+    assert counts["quarantined rows"] >= len(drops.second_wave)
+
+
+def test_killed_workers_lose_no_file_and_retrain_once(tmp_path):
+    url = "redis://127.0.0.1:6379/11"
+    redis.Redis.from_url(url).flushdb()
+    home = tmp_path / "home"
+    (home / "var").mkdir(parents=True)
+    engine = Stack(home, {}, tmp_path / "x.log").database()
+    init_db(engine)
+    add_batch(engine, 1)
+    env = environment(home, url)
+    done = subprocess.run(
+        [*Stack(home, env, tmp_path / "x.log").command(), "import-history",
+         str(write_history(tmp_path / "history.csv", rows=300, seed=5))],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    watcher = Stack(home, env, tmp_path / "watch.log", args=["watch"])
+    ingest = Stack(home, env, tmp_path / "ingest.log", args=["worker", "--queue", "ingest"])
+    learning = Stack(home, env, tmp_path / "learning.log", args=["worker", "--queue", "learning"])
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    files = [
+        sheet(staging / f"B001-S{i:02d}.csv", f"B001-S{i:02d}", 215.0 + i) for i in range(1, 11)
+    ]
+    history_results = watcher.count(Result)
+    try:
+        for process in (watcher, ingest):
+            process.start()
+        drop_all(files[:5], home / "inbox")
+        assert ingest.wait_for(lambda: ingest.count(IngestedFile, status="archived") >= 1, 60)
+        kill_group(ingest)  # mid-batch: some files done, some handed on, some still arriving
+        drop_all(files[5:], home / "inbox")
+        time.sleep(2)
+        ingest.start()
+        recorded = lambda: settled(home, 10) and ingest.count(Result) == history_results + 10  # noqa: E731
+        assert ingest.wait_for(recorded, timeout=120), ingest.log.read_text()[-3000:]
+        assert ingest.count(IngestedFile) == 10
+
+        learning.start()
+        started = lambda: "labloop.retrain" in learning.log.read_text()  # noqa: E731
+        assert learning.wait_for(started, timeout=60)
+        kill_group(learning)  # mid-retrain
+        assert learning.count(ModelRun) == 0
+        learning.start()
+        recipe = home / "recipes" / "batch-002.csv"
+        assert learning.wait_for(recipe.exists, timeout=180), learning.log.read_text()[-3000:]
+        time.sleep(8)  # the killed worker's unacknowledged task comes back meanwhile
+        with Session(engine) as session:
+            triggers = session.exec(select(ModelRun.trigger_batch)).all()
+            batches = session.exec(select(Batch.number)).all()
+        assert triggers == [1]
+        assert sorted(batches) == [1, 2]
+        assert ingest.count(Result) == history_results + 10
+    finally:
+        for process in (watcher, ingest, learning):
+            process.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_redis(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            return process
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError("private redis did not start")
+
+
+def test_broker_outage_loses_no_file(tmp_path, outage_seconds: float = 10.0):
+    port = free_port()
+    broker = start_redis(port)
+    home = tmp_path / "home"
+    (home / "var").mkdir(parents=True)
+    engine = Stack(home, {}, tmp_path / "x.log").database()
+    init_db(engine)
+    add_batch(engine, 1)
+    stack = Stack(home, environment(home, f"redis://127.0.0.1:{port}/0"), tmp_path / "run.log")
+    stack.start()
+    try:
+        inbox = home / "inbox"
+        inbox.mkdir(exist_ok=True)
+        for slot in range(1, 4):
+            sheet(inbox / f"B001-S{slot:02d}.csv", f"B001-S{slot:02d}", 220.0)
+        assert stack.wait_for(lambda: stack.count(Result) == 3, timeout=60)
+        broker.terminate()
+        broker.wait()
+        deadline = time.monotonic() + outage_seconds
+        slot = 4
+        while time.monotonic() < deadline and slot <= 10:  # files keep arriving
+            sheet(inbox / f"B001-S{slot:02d}.csv", f"B001-S{slot:02d}", 220.0)
+            slot += 1
+            time.sleep(outage_seconds / 8)
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        assert stack.process.poll() is None  # the stack rode it out
+        broker = start_redis(port)
+        assert stack.wait_for(lambda: stack.count(Result) == slot - 1, timeout=90), (
+            stack.log.read_text()[-3000:]
+        )
+        assert stack.count(IngestedFile) == slot - 1
+    finally:
+        stack.stop()
+        broker.terminate()
+        broker.wait()
+
+
+def test_labloop_run_starts_a_dead_worker_again(tmp_path):
+    home = tmp_path / "home"
+    (home / "var").mkdir(parents=True)
+    engine = Stack(home, {}, tmp_path / "x.log").database()
+    init_db(engine)
+    add_batch(engine, 1)
+    env = {
+        **os.environ,
+        "LABLOOP_HOME": str(home),
+        "LABLOOP_SETTLE_SECONDS": "0.2",
+        "COLUMNS": "200",
+    }
+    stack = Stack(home, env, tmp_path / "run.log")
+    (home / "inbox").mkdir()
+    stack.start()
+    try:
+        sheet(home / "inbox" / "B001-S01.csv", "B001-S01", 220.0)
+        assert stack.wait_for(lambda: stack.count(Result) == 1, timeout=60)
+        workers = subprocess.run(["pgrep", "-f", "-P", str(stack.process.pid), "ingest@"],
+                                 capture_output=True, text=True).stdout.split()  # fmt: skip
+        assert workers
+        os.kill(int(workers[0]), signal.SIGKILL)
+        sheet(home / "inbox" / "B001-S02.csv", "B001-S02", 221.0)
+        assert stack.wait_for(lambda: stack.count(Result) == 2, timeout=60)
+        assert "worker ingest exited (-9)" in stack.log.read_text()
+    finally:
+        stack.stop()
