@@ -299,6 +299,67 @@ def batch_close(
     console.print(f"batch {number} closed ({reason}); retrain queued")
 
 
+def _who(by: str | None) -> str:
+    return by or os.environ.get("USER") or "unknown"
+
+
+@batch_app.command("approve")
+def batch_approve(
+    number: Annotated[int, typer.Argument(help="batch number")],
+    by: Annotated[str | None, typer.Option(help="who approves (default: $USER)")] = None,
+) -> None:
+    """Approve a proposed batch: its recipe file is released to the lab."""
+    from agent.approval import ApprovalError, approve
+    from agent.campaign import campaign_space
+    from agent.db import get_engine
+
+    settings = _settings()
+    try:
+        batch = approve(get_engine(settings.database_url), campaign_space(settings), number,
+                        _who(by))  # fmt: skip
+    except ApprovalError as error:
+        raise typer.BadParameter(str(error)) from None
+    console.print(f"batch {number} approved by {batch.approved_by}: {batch.recipe_file}")
+
+
+@batch_app.command("reject")
+def batch_reject(
+    number: Annotated[int, typer.Argument(help="batch number")],
+    reason: Annotated[str, typer.Option(help="why the proposal is turned down")],
+    by: Annotated[str | None, typer.Option(help="who rejects (default: $USER)")] = None,
+) -> None:
+    """Reject a proposed batch; `labloop propose` makes a new one."""
+    from agent.approval import ApprovalError, reject
+    from agent.db import get_engine
+
+    settings = _settings()
+    try:
+        reject(get_engine(settings.database_url), number, reason, _who(by))
+    except ApprovalError as error:
+        raise typer.BadParameter(str(error)) from None
+    console.print(f"batch {number} rejected: {reason}")
+
+
+@batch_app.command("edit")
+def batch_edit(
+    number: Annotated[int, typer.Argument(help="batch number")],
+    sample: Annotated[str, typer.Argument(help="sample id, e.g. B004-S03")],
+    changes: Annotated[list[str], typer.Option("--set", help="name=value to change")],
+) -> None:
+    """Change a sample's recipe in a batch awaiting approval (validated, predicted again)."""
+    from agent.approval import ApprovalError, edit
+    from agent.campaign import campaign_space
+    from agent.db import get_engine
+
+    settings = _settings()
+    try:
+        experiment = edit(get_engine(settings.database_url), campaign_space(settings), number,
+                          sample, _parse_overrides(changes))  # fmt: skip
+    except (ApprovalError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from None
+    console.print(f"{sample} changed; predicted {experiment.predicted_mah_g:.1f} mAh/g")
+
+
 def _print_batches(batches) -> None:  # noqa: ANN001 - list of BatchProgress
     table = Table("batch", "state", "samples", "with result", "ok", "failed", title="batches")
     for b in batches:

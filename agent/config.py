@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import (
@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     broker_url: str = EMBEDDED_BROKER
 
     batch_size: int = Field(default=10, ge=1)
+    # "required": a proposed batch waits for `labloop batch approve N` before its recipe
+    # file is released to the lab; "none": released at once
+    approval: Literal["none", "required"] = "none"
     # a campaign's budget: no batch is proposed past this number (None: no limit)
     max_batches: int | None = Field(default=None, ge=1)
     # used when neither the export nor masses.csv gives the active mass of a cell

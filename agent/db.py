@@ -39,6 +39,8 @@ class BatchState(StrEnum):
     RUNNING = "running"
     COMPLETE = "complete"
     TRAINED = "trained"
+    # a proposal someone turned down before it reached the lab (approval gate)
+    REJECTED = "rejected"
 
 
 class Batch(SQLModel, table=True):
@@ -52,6 +54,19 @@ class Batch(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     completed_at: datetime | None = None
     trained_at: datetime | None = None
+    # approval gate: the recipe file reaches the lab only once someone approved the batch
+    approval_required: bool = False
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+    rejected_reason: str | None = None
+
+    @property
+    def awaiting_approval(self) -> bool:
+        return (
+            self.approval_required
+            and self.approved_at is None
+            and self.state == BatchState.PROPOSED
+        )
 
 
 class Experiment(SQLModel, table=True):
@@ -196,7 +211,11 @@ def init_db(engine: Engine) -> None:
     A database made before migrations existed (no ``alembic_version``) is stamped with the
     baseline it matches, then upgraded: every row is kept.
     """
-    with _migration_lock(engine), engine.begin() as connection:
+    sqlite = engine.dialect.name == "sqlite"
+    with _migration_lock(engine), engine.connect() as connection:
+        if sqlite:  # SQLite alters a table by copying it: foreign keys would refuse the drop
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         config = AlembicConfig()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = connection
@@ -204,6 +223,10 @@ def init_db(engine: Engine) -> None:
         if "alembic_version" not in tables and "batch" in tables:
             command.stamp(config, BASELINE)
         command.upgrade(config, "head")
+        connection.commit()
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from agent.config import Settings
 from agent.db import Batch, BatchState, Experiment, ModelRun, Origin
 from agent.modelstore import latest_run, load_model
 from agent.proposer import Proposal, propose
-from agent.recipes import PlannedSample, recipe_path, write_recipe_file
+from agent.recipes import PlannedSample, recipe_path, write_draft, write_recipe_file
 from agent.sample_ids import format_sample_id
 from agent.space import DesignSpace
 
@@ -102,6 +102,7 @@ def propose_next_batch(
             state=BatchState.PROPOSED,
             recipe_file=str(recipe_path(settings.recipes, number)),
             model_version=run.version,
+            approval_required=settings.approval == "required",
         )
         session.add(batch)
         session.flush()
@@ -132,22 +133,44 @@ def _batch_count(engine: Engine) -> int:
         return session.exec(select(func.max(Batch.number))).one() or 0
 
 
-def _ensure_file(engine: Engine, space: DesignSpace, batch: Batch) -> Batch:
-    """Write the batch's recipe file from its rows if it is not there (crash after commit)."""
-    path = Path(batch.recipe_file)
-    if path.exists():
-        return batch
+def samples_of(engine: Engine, batch: Batch) -> list[PlannedSample]:
     with Session(engine) as session:
         experiments = session.exec(
             select(Experiment).where(Experiment.batch_id == batch.id).order_by(Experiment.sample_id)
         ).all()
-    samples = [
+    return [
         PlannedSample(
             e.sample_id, e.parameters, e.predicted_mah_g, e.predicted_std_mah_g, e.p_success,
             e.model_version,
         )
         for e in experiments
     ]  # fmt: skip
+
+
+def draft_path(batch: Batch) -> Path:
+    """Where a batch awaiting approval is shown for review: never a file the lab follows."""
+    path = Path(batch.recipe_file)
+    return path.parent / "drafts" / path.name
+
+
+def _ensure_file(engine: Engine, space: DesignSpace, batch: Batch) -> Batch:
+    """Write the batch's recipe file from its rows if it is not there (crash after commit).
+
+    A batch awaiting approval gets a draft instead (rewritten after each edit); its recipe
+    file is written when it is approved.
+    """
+    if batch.awaiting_approval:
+        write_draft(draft_path(batch), space, samples_of(engine, batch))
+        return batch
+    path = Path(batch.recipe_file)
+    if path.exists():
+        return batch
     with suppress(FileExistsError):  # written by a concurrent call: same rows, same file
-        write_recipe_file(path, space, samples)
+        write_recipe_file(path, space, samples_of(engine, batch))
+    draft_path(batch).unlink(missing_ok=True)
     return batch
+
+
+def release(engine: Engine, space: DesignSpace, batch: Batch) -> Batch:
+    """Write the recipe file of an approved batch (idempotent)."""
+    return _ensure_file(engine, space, batch)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,15 @@ def render(space: DesignSpace, samples: Sequence[PlannedSample]) -> bytes:
 def write_recipe_file(path: Path, space: DesignSpace, samples: Sequence[PlannedSample]) -> Path:
     """Write a new recipe file; FileExistsError if one is there already."""
     write_once(path, render(space, samples))
+    return path
+
+
+def write_draft(path: Path, space: DesignSpace, samples: Sequence[PlannedSample]) -> Path:
+    """Write (or rewrite) a draft for review: atomic, so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(render(space, samples))
+    os.replace(tmp, path)
     return path
 
 

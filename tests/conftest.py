@@ -11,9 +11,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
+from agent.campaign import campaign_space
 from agent.config import Settings
 from agent.db import Batch, BatchState, Experiment, Origin, init_db, make_engine
+from agent.history import import_history
 from agent.sample_ids import format_sample_id
+from tests.synthetic import write_history
 
 REPO = Path(__file__).resolve().parents[1]
 CYCLER_FILES = REPO.parent / "shared" / "cycler_files"
@@ -69,6 +72,23 @@ def engine(settings: Settings) -> Iterator[Engine]:
     init_db(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def small(settings: Settings) -> Settings:
+    """Small learning and swarm budgets: the same code paths, in seconds."""
+    return settings.model_copy(update={
+        "search_iterations": 3, "cv_folds": 3, "ensemble_size": 3, "compare_models": False,
+        "pso_particles": 20, "pso_iterations": 30, "seed": 7,
+    })  # fmt: skip
+
+
+@pytest.fixture
+def with_history(engine: Engine, small: Settings, tmp_path: Path) -> Path:
+    """120 rows of a known capacity function, imported."""
+    path = write_history(tmp_path / "history.csv", rows=120, seed=3)
+    import_history(engine, path, campaign_space(small))
+    return path
 
 
 def add_batch(engine: Engine, number: int, size: int = 10, **parameters: float | str) -> Batch:

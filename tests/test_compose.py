@@ -37,4 +37,3 @@ def test_every_labloop_service_runs_a_real_command(name):
     assert "./inbox:/lab/inbox" in service["volumes"]
     assert service["environment"]["LABLOOP_BROKER_URL"].startswith("redis://")
     assert service["environment"]["LABLOOP_DATABASE_URL"].startswith("postgresql")
-

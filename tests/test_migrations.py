@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
@@ -13,7 +16,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 from sqlmodel import SQLModel
 
-from agent.db import MIGRATIONS, init_db, make_engine
+from agent.db import BASELINE, MIGRATIONS, init_db, make_engine
+from tests.conftest import POSTGRES_URL, postgres_url
 
 LEGACY_DUMP = Path(__file__).parent / "data" / "labloop-0.1.0.sql"
 
@@ -72,3 +76,42 @@ def test_workers_starting_together_migrate_once_without_errors(tmp_path):
         assert all(pool.map(_init, [url] * 4))
     with sqlite3.connect(tmp_path / "labloop.db") as db:
         assert db.execute("SELECT count(*) FROM alembic_version").fetchone()[0] == 1
+
+
+def _upgrade(connection, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_upgrading_from_the_baseline_keeps_rows(backend, tmp_path):
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+        cleanup = None
+    else:
+        schema = f"labloop_upgrade_{uuid.uuid4().hex[:8]}"
+        with create_engine(POSTGRES_URL).begin() as admin:
+            admin.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url, cleanup = postgres_url(schema), schema
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            _upgrade(connection, BASELINE)
+            connection.execute(text(
+                "INSERT INTO batch (number, state, created_at) VALUES (1, 'running', :now)"
+            ), {"now": "2026-01-05 10:00:00"})  # fmt: skip
+        init_db(engine)
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT number, state, approval_required, approved_by FROM batch")
+            ).all()
+        assert [tuple(r) for r in rows] == [(1, "running", False, None)]
+    finally:
+        engine.dispose()
+        if cleanup:
+            with create_engine(POSTGRES_URL).begin() as admin:
+                admin.execute(text(f'DROP SCHEMA "{cleanup}" CASCADE'))

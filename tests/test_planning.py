@@ -9,30 +9,11 @@ import pytest
 from sqlmodel import Session, select
 
 from agent.campaign import campaign_space
-from agent.config import Settings
 from agent.db import Batch, Experiment, ModelRun
-from agent.history import import_history
 from agent.modelstore import UntrustedModel, load_model
 from agent.planning import known_recipes, propose_next_batch
 from agent.recipes import read_recipe_file, write_recipe_file
 from agent.training import retrain
-from tests.synthetic import write_history
-
-
-@pytest.fixture
-def small(settings: Settings) -> Settings:
-    """Small learning and swarm budgets: the same code paths, in seconds."""
-    return settings.model_copy(update={
-        "search_iterations": 3, "cv_folds": 3, "ensemble_size": 3, "compare_models": False,
-        "pso_particles": 20, "pso_iterations": 30, "seed": 7,
-    })  # fmt: skip
-
-
-@pytest.fixture
-def with_history(engine, small, tmp_path) -> Path:
-    path = write_history(tmp_path / "history.csv", rows=120, seed=3)
-    import_history(engine, path, campaign_space(small))
-    return path
 
 
 def test_retrain_stores_a_run_and_a_file_that_is_never_overwritten(engine, small, with_history):

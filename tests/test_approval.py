@@ -1,0 +1,72 @@
+"""The approval gate: with approval required, nothing reaches the lab before a person says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from agent.approval import ApprovalError, approve, edit, reject
+from agent.campaign import campaign_space
+from agent.db import Batch
+from agent.planning import draft_path, propose_next_batch
+from agent.recipes import read_recipe_file
+from agent.training import retrain
+
+
+@pytest.fixture
+def gated(small):
+    return small.model_copy(update={"approval": "required"})
+
+
+def proposed(engine, settings):
+    space = campaign_space(settings)
+    return space, propose_next_batch(engine, settings, space, retrain(engine, settings, space))
+
+
+def test_a_gated_batch_is_a_draft_until_approved(engine, gated, with_history):
+    space, batch = proposed(engine, gated)
+    assert batch.awaiting_approval
+    assert not Path(batch.recipe_file).exists()
+    assert len(read_recipe_file(draft_path(batch), space)) == 10
+    approved = approve(engine, space, batch.number, "dr. kim")
+    assert approved.approved_by == "dr. kim" and approved.approved_at is not None
+    assert len(read_recipe_file(Path(batch.recipe_file), space)) == 10
+    assert not draft_path(batch).exists()
+    with pytest.raises(ApprovalError, match="not awaiting approval"):
+        approve(engine, space, batch.number, "someone else")
+
+
+def test_an_edit_is_validated_and_predicted_again(engine, gated, with_history):
+    space, batch = proposed(engine, gated)
+    with pytest.raises(ValueError, match="calcination_temp_c"):
+        edit(engine, space, batch.number, "B001-S03", {"calcination_temp_c": 722.0})
+    changed = edit(engine, space, batch.number, "B001-S03", {"calcination_temp_c": 650.0,
+                                                             "co_fraction": 0.0})  # fmt: skip
+    assert changed.parameters["calcination_temp_c"] == 650.0
+    assert changed.parameters["mn_fraction"] == pytest.approx(1 - changed.parameters["ni_fraction"])
+    draft = {s.sample_id: s for s in read_recipe_file(draft_path(batch), space)}
+    assert draft["B001-S03"].recipe["calcination_temp_c"] == 650.0
+    assert draft["B001-S03"].predicted_mah_g == pytest.approx(changed.predicted_mah_g, abs=0.05)
+    approve(engine, space, batch.number, "dr. kim")
+    with pytest.raises(ApprovalError, match="can no longer change"):
+        edit(engine, space, batch.number, "B001-S03", {"calcination_temp_c": 700.0})
+
+
+def test_a_rejected_batch_never_reaches_the_lab(engine, gated, with_history):
+    space, batch = proposed(engine, gated)
+    reject(engine, batch.number, "coating furnace is down this week", "dr. kim")
+    with Session(engine) as session:
+        stored = session.exec(select(Batch)).one()
+    assert stored.state == "rejected"
+    assert stored.rejected_reason == "coating furnace is down this week (by dr. kim)"
+    assert not Path(batch.recipe_file).exists() and not draft_path(batch).exists()
+    with pytest.raises(ApprovalError):
+        approve(engine, space, batch.number, "dr. kim")
+
+
+def test_without_the_gate_the_file_is_released_at_once(engine, small, with_history):
+    _, batch = proposed(engine, small)
+    assert not batch.awaiting_approval
+    assert Path(batch.recipe_file).exists()
