@@ -12,11 +12,25 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from agent.db import make_engine
+from agent.db import init_db, make_engine
 
 REDIS_URL = "redis://127.0.0.1:6379/7"
+
+
+def home_with_batches(home: Path, batches: int = 1) -> Engine:
+    """A labloop home whose SQLite database names ``batches`` running batches of ten."""
+    from tests.conftest import add_batch
+
+    (home / "var").mkdir(parents=True, exist_ok=True)
+    (home / "inbox").mkdir(exist_ok=True)
+    engine = make_engine(f"sqlite:///{home / 'var' / 'labloop.db'}")
+    init_db(engine)
+    for number in range(1, batches + 1):
+        add_batch(engine, number)
+    return engine
 
 
 def sheet(path: Path, sample_id: str, capacity: float) -> Path:

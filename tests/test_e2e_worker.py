@@ -14,9 +14,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from agent.db import IngestedFile, Result, init_db, make_engine
-from tests.conftest import add_batch
-from tests.stack import REDIS_URL, Stack, sheet
+from agent.db import IngestedFile, Result
+from tests.stack import REDIS_URL, Stack, home_with_batches, sheet
 
 
 @pytest.fixture(params=["redis", "embedded"])
@@ -31,18 +30,13 @@ def stack(request, tmp_path) -> Iterator[Stack]:
     if request.param == "redis":
         redis.Redis.from_url(REDIS_URL).flushdb()
         env["LABLOOP_BROKER_URL"] = REDIS_URL
-    (home / "var").mkdir(parents=True)
-    engine = make_engine(f"sqlite:///{home / 'var' / 'labloop.db'}")
-    init_db(engine)
-    add_batch(engine, 1)
-    engine.dispose()
+    home_with_batches(home).dispose()
     running = Stack(home, env, tmp_path / "labloop-run.log")
     yield running
     running.stop()
 
 
 def test_files_in_the_inbox_are_recorded_through_real_workers(stack, tmp_path):
-    stack.inbox.mkdir(parents=True)
     # dropped while nothing runs: must be picked up at start
     sheet(stack.inbox / "B001-S01.csv", "B001-S01", 220.5)
     stack.start()
@@ -88,11 +82,7 @@ def test_real_cycler_files_are_recorded_and_shown_by_status(tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, "LABLOOP_HOME": str(home), "LABLOOP_SETTLE_SECONDS": "0.3",
            "COLUMNS": "250"}  # fmt: skip
-    (home / "var").mkdir(parents=True)
-    engine = make_engine(f"sqlite:///{home / 'var' / 'labloop.db'}")
-    init_db(engine)
-    add_batch(engine, 1)
-    engine.dispose()
+    home_with_batches(home).dispose()
     stack = Stack(home, env, tmp_path / "run.log")
     stack.start()
     try:

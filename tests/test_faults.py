@@ -22,7 +22,7 @@ import pytest
 import redis
 from sqlmodel import Session, select
 
-from agent.db import Batch, IngestedFile, ModelRun, Result, init_db
+from agent.db import Batch, IngestedFile, ModelRun, Result
 from benchmarks.mixed_drops import (
     check_conservation,
     drop_all,
@@ -30,8 +30,7 @@ from benchmarks.mixed_drops import (
     prepare_home,
     settled,
 )
-from tests.conftest import add_batch
-from tests.stack import Stack, sheet
+from tests.stack import Stack, home_with_batches, sheet
 from tests.synthetic import write_history
 
 pytestmark = pytest.mark.redis
@@ -88,10 +87,7 @@ def test_killed_workers_lose_no_file_and_retrain_once(tmp_path):
     url = "redis://127.0.0.1:6379/11"
     redis.Redis.from_url(url).flushdb()
     home = tmp_path / "home"
-    (home / "var").mkdir(parents=True)
-    engine = Stack(home, {}, tmp_path / "x.log").database()
-    init_db(engine)
-    add_batch(engine, 1)
+    engine = home_with_batches(home)
     env = environment(home, url)
     done = subprocess.run(
         [*Stack(home, env, tmp_path / "x.log").command(), "import-history",
@@ -167,10 +163,7 @@ def test_broker_outage_loses_no_file(tmp_path, outage_seconds: float = 10.0):
     port = free_port()
     broker = start_redis(port)
     home = tmp_path / "home"
-    (home / "var").mkdir(parents=True)
-    engine = Stack(home, {}, tmp_path / "x.log").database()
-    init_db(engine)
-    add_batch(engine, 1)
+    home_with_batches(home).dispose()
     stack = Stack(home, environment(home, f"redis://127.0.0.1:{port}/0"), tmp_path / "run.log")
     stack.start()
     try:
@@ -202,10 +195,7 @@ def test_broker_outage_loses_no_file(tmp_path, outage_seconds: float = 10.0):
 
 def test_labloop_run_starts_a_dead_worker_again(tmp_path):
     home = tmp_path / "home"
-    (home / "var").mkdir(parents=True)
-    engine = Stack(home, {}, tmp_path / "x.log").database()
-    init_db(engine)
-    add_batch(engine, 1)
+    home_with_batches(home).dispose()
     env = {
         **os.environ,
         "LABLOOP_HOME": str(home),
@@ -213,7 +203,6 @@ def test_labloop_run_starts_a_dead_worker_again(tmp_path):
         "COLUMNS": "200",
     }
     stack = Stack(home, env, tmp_path / "run.log")
-    (home / "inbox").mkdir()
     stack.start()
     try:
         sheet(home / "inbox" / "B001-S01.csv", "B001-S01", 220.0)

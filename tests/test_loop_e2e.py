@@ -21,11 +21,10 @@ import redis
 from celery import Celery
 from sqlmodel import Session, select
 
-from agent.db import Batch, IngestedFile, ModelRun, init_db
+from agent.db import Batch, IngestedFile, ModelRun
 from agent.recipes import read_recipe_file
 from agent.space import DesignSpace
-from tests.conftest import add_batch
-from tests.stack import REDIS_URL, Stack, sheet
+from tests.stack import REDIS_URL, Stack, home_with_batches, sheet
 from tests.synthetic import capacity, write_history
 
 pytestmark = pytest.mark.redis
@@ -98,17 +97,12 @@ def queued_retrains(client: redis.Redis) -> list[tuple[str, int]]:
 
 def test_concurrent_results_trigger_exactly_one_retrain_per_batch(stack, tmp_path):
     repeats = 20
-    stack.home.joinpath("var").mkdir(parents=True)
-    engine = stack.database()
-    init_db(engine)
-    for number in range(1, repeats + 1):
-        add_batch(engine, number)
+    engine = home_with_batches(stack.home, repeats)
     ingest_workers = [Stack(stack.home, stack.env, tmp_path / f"ingest{i}.log",
                             args=["worker", "--queue", "ingest", "--concurrency", "2"])
                       for i in range(2)]  # fmt: skip
     client = redis.Redis.from_url(REDIS_URL)
     sender = Celery(broker=REDIS_URL)
-    stack.inbox.mkdir(parents=True)
     try:
         for worker in ingest_workers:
             worker.start()
