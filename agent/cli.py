@@ -86,6 +86,18 @@ def worker(
 
 
 @app.command()
+def web(
+    port: Annotated[int, typer.Option(help="port of the status page")] = 8000,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+) -> None:
+    """The status page: batches, queues, inbox, quarantine, latest model (read-only)."""
+    from agent.web.cli import serve
+
+    _settings()
+    serve(host, port)
+
+
+@app.command()
 def flower(
     port: Annotated[int, typer.Option(help="port of Flower's web page")] = 5555,
     address: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 # Figure, not pyplot: files only, no display backend needed on a lab server
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -127,20 +130,40 @@ def _parity(frame: pd.DataFrame, path: Path) -> Path:
     axes = figure.subplots(1, columns, squeeze=False)
     for ax, number in zip(axes[0], batches or [None], strict=False):
         own = frame[frame["batch"] == number].dropna(subset=["predicted", "measured"])
-        if len(own):
-            low = min(own["predicted"].min(), own["measured"].min()) - 2
-            high = max(own["predicted"].max(), own["measured"].max()) + 2
-            ax.plot([low, high], [low, high], color="grey", linewidth=1)
-            ax.scatter(own["measured"], own["predicted"], color="tab:blue")
-            mape = (abs(own["predicted"] - own["measured"]) / own["measured"]).mean() * 100
-            ax.set_title(f"batch {int(number)}: MAPE {mape:.1f} %")
-        else:
-            ax.set_title("no measured batch yet")
-        ax.set_xlabel("measured initial discharge (mAh/g)")
-        ax.set_ylabel("predicted (mAh/g)")
+        mape = _draw_parity(ax, own["measured"], own["predicted"])
+        ax.set_title("no measured batch yet" if mape is None
+                     else f"batch {int(number)}: MAPE {mape:.1f} %")  # fmt: skip
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return path
+
+
+def model_parity_png(measured: Sequence[float], predicted: Sequence[float], version: int) -> bytes:
+    """A model's out-of-fold predictions against the measured values, as PNG bytes."""
+    figure = Figure(figsize=(5, 4.6))
+    ax = figure.subplots()
+    mape = _draw_parity(ax, np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float))
+    ax.set_title(f"model v{version}: out-of-fold predictions"
+                 + ("" if mape is None else f", MAPE {mape:.1f} %"))  # fmt: skip
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def _draw_parity(
+    ax: Axes, measured: pd.Series | np.ndarray, predicted: pd.Series | np.ndarray
+) -> float | None:
+    """Predicted vs measured with the y = x line; returns the MAPE in % (None: no points)."""
+    ax.set_xlabel("measured initial discharge (mAh/g)")
+    ax.set_ylabel("predicted (mAh/g)")
+    if len(measured) == 0:
+        return None
+    low = min(predicted.min(), measured.min()) - 2
+    high = max(predicted.max(), measured.max()) + 2
+    ax.plot([low, high], [low, high], color="grey", linewidth=1)
+    ax.scatter(measured, predicted, color="tab:blue")
+    return float((abs(predicted - measured) / measured).mean() * 100)
 
 
 def _distributions(frame: pd.DataFrame, path: Path) -> Path:

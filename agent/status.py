@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
@@ -23,6 +24,7 @@ class QuarantinedFile:
     name: str
     reason: str
     stored_path: str | None
+    finished_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class FailureLine:
     sample_id: str
     failure_class: str | None
     reason: str | None
+    recorded_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -76,32 +79,49 @@ def batch_progress(session: Session) -> list[BatchProgress]:
     )
     counts = {row[0]: row[1:] for row in session.exec(tested).all()}
     batches = session.exec(select(Batch).order_by(Batch.number)).all()
-    progress = [BatchProgress(b.number, b.state, *counts.get(b.id, (0, 0, 0, 0))) for b in batches]
+    progress = [
+        BatchProgress(
+            b.number,
+            "awaiting approval" if b.awaiting_approval else b.state,
+            *counts.get(b.id, (0, 0, 0, 0)),
+        )
+        for b in batches
+    ]
     if None in counts:
         progress.insert(0, BatchProgress(None, "-", *counts[None]))
     return progress
 
 
+def recent_quarantined(session: Session, limit: int) -> list[QuarantinedFile]:
+    """The most recently quarantined files, newest first."""
+    rows = session.exec(
+        select(IngestedFile)
+        .where(IngestedFile.status == "quarantined")
+        .order_by(IngestedFile.id.desc())
+        .limit(limit)
+    ).all()
+    return [
+        QuarantinedFile(f.original_name, f.error or "", f.stored_path, f.finished_at) for f in rows
+    ]
+
+
+def recent_failures(session: Session, limit: int) -> list[FailureLine]:
+    """The most recent failed tests read from files or sheets (not imported history)."""
+    rows = session.exec(
+        select(Experiment.sample_id, Result.failure_class, Result.reason, Result.recorded_at)
+        .join(Result, Result.experiment_id == Experiment.id)
+        .where(Result.outcome == "failed", Result.cycler_format.is_not(None))
+        .order_by(Result.id.desc())
+        .limit(limit)
+    ).all()
+    return [FailureLine(*row) for row in rows]
+
+
 def build_status(engine: Engine, limit: int = 20) -> Status:
     with Session(engine) as session:
-        quarantined = session.exec(
-            select(IngestedFile)
-            .where(IngestedFile.status == "quarantined")
-            .order_by(IngestedFile.id.desc())
-            .limit(limit)
-        ).all()
-        failures = session.exec(
-            select(Experiment.sample_id, Result.failure_class, Result.reason)
-            .join(Result, Result.experiment_id == Experiment.id)
-            .where(Result.outcome == "failed", Result.cycler_format.is_not(None))
-            .order_by(Result.id.desc())
-            .limit(limit)
-        ).all()
         return Status(
             files=file_counts(session),
-            quarantined=[
-                QuarantinedFile(f.original_name, f.error or "", f.stored_path) for f in quarantined
-            ],
+            quarantined=recent_quarantined(session, limit),
             batches=batch_progress(session),
-            failures=[FailureLine(*row) for row in failures],
+            failures=recent_failures(session, limit),
         )

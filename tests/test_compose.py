@@ -23,7 +23,8 @@ def services() -> dict[str, dict]:
 
 def test_compose_has_the_whole_stack():
     names = set(services())
-    assert {"redis", "postgres", "watcher", "worker-ingest", "worker-learning", "flower"} <= names
+    expected = {"redis", "postgres", "watcher", "worker-ingest", "worker-learning", "web", "flower"}
+    assert expected <= names
     for name in ("redis", "postgres"):
         assert "healthcheck" in services()[name]
     assert "pgdata" in yaml.safe_load(COMPOSE.read_text())["volumes"]

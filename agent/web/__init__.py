@@ -1,0 +1,1 @@
+"""The read-only status web page (`labloop web`) and its JSON API."""

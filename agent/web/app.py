@@ -1,0 +1,205 @@
+"""The status page and its JSON API: read-only, server-rendered, one Flask app per home.
+
+Routes (all GET): ``/`` the page; ``/api/batches``, ``/api/queues``, ``/api/files``,
+``/api/models`` the same facts as JSON; ``/recipes/batch-NNN.csv`` a recipe file;
+``/figures/parity.png`` the latest model's parity plot; ``/healthz`` for a health check.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Celery
+from flask import Flask, Response, abort, jsonify, render_template, request, send_from_directory
+from flask.json.provider import DefaultJSONProvider
+from sqlalchemy.exc import OperationalError
+
+from agent.config import Settings
+from agent.db import make_engine
+from agent.report import model_parity_png
+from agent.web import facts
+from agent.web.facts import BatchFacts
+from agent.web.queues import WorkerProbe, queue_counter
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 10
+
+
+def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
+    """The web app for the labloop home of ``settings``; ``celery`` defaults to the workers'."""
+    if celery is None:
+        # the page is an entry point like the CLI, so it may use the workers' own app
+        from workers.app import make_app
+
+        celery = make_app(settings)
+    engine = make_engine(settings.database_url)  # connects on first use: never at start-up
+    summaries = facts.SummaryCache(engine)
+    queues = queue_counter(celery)
+    workers = WorkerProbe(celery.control, queues.broker)
+    parity_pngs: dict[int, bytes] = {}  # a model run never changes: one PNG per version
+
+    app = Flask(__name__)
+    app.json = _JSONProvider(app)
+    app.jinja_env.filters.update(ago=ago, clock=clock, utc=as_utc)
+
+    def queue_facts() -> dict[str, Any]:
+        return {
+            "queues": queues.count(),
+            "workers": workers.facts(),
+            "last_errors": facts.last_errors(engine),
+        }
+
+    def batches() -> list[BatchFacts]:
+        return facts.batch_facts(engine, settings.recipes, summaries)
+
+    def files() -> facts.FileFacts:
+        return facts.file_facts(engine, settings.inbox, settings.masses_file)
+
+    @app.get("/")
+    def page() -> str:
+        all_batches = batches()
+        return render_template(
+            "index.html",
+            now=datetime.now(UTC),
+            refresh_seconds=REFRESH_SECONDS,
+            batches=all_batches,
+            chart=best_chart(all_batches),
+            files=files(),
+            models=facts.model_facts(engine),
+            **queue_facts(),
+        )
+
+    @app.get("/api/batches")
+    def api_batches() -> Response:
+        return jsonify(batches=batches())
+
+    @app.get("/api/queues")
+    def api_queues() -> Response:
+        return jsonify(queue_facts())
+
+    @app.get("/api/files")
+    def api_files() -> Response:
+        return jsonify(files())
+
+    @app.get("/api/models")
+    def api_models() -> Response:
+        return jsonify(facts.model_facts(engine))
+
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        if facts.database_ok(engine):
+            return jsonify(status="ok", database="ok"), 200
+        return jsonify(status="error", database="unreachable"), 503
+
+    @app.get("/recipes/<name>")
+    def recipe(name: str) -> Response:
+        # only names the loop writes; send_from_directory also refuses anything outside
+        if not facts.RECIPE_NAME.fullmatch(name):
+            abort(404)
+        return send_from_directory(settings.recipes, name, mimetype="text/csv", as_attachment=True)
+
+    @app.get("/figures/parity.png")
+    def parity_png() -> Response:
+        parity = facts.latest_parity(engine)
+        if parity is None:
+            abort(404)
+        if parity.version not in parity_pngs:
+            parity_pngs[parity.version] = model_parity_png(
+                parity.measured, parity.predicted, parity.version
+            )
+        return Response(parity_pngs[parity.version], mimetype="image/png")
+
+    @app.errorhandler(OperationalError)  # connection refused, file not found, server gone
+    def database_down(error: OperationalError) -> tuple[Response | str, int]:
+        log.warning("database error on %s: %s", request.path, error)
+        if request.path.startswith("/api/"):
+            return jsonify(error="the database is not answering"), 503
+        return render_template("unavailable.html", refresh_seconds=REFRESH_SECONDS), 503
+
+    return app
+
+
+class _JSONProvider(DefaultJSONProvider):
+    """Dataclasses as objects (Flask's default) and times as ISO 8601 in UTC."""
+
+    @staticmethod
+    def default(o: Any) -> Any:
+        if isinstance(o, datetime):
+            return as_utc(o).isoformat()
+        return DefaultJSONProvider.default(o)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Times are stored in UTC; some databases hand them back without a zone."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def ago(moment: datetime | None, now: datetime | None = None) -> str:
+    """'just now', '5 min ago', '3 h ago', '2 d ago'."""
+    if moment is None:
+        return "-"
+    seconds = ((now or datetime.now(UTC)) - as_utc(moment)).total_seconds()
+    if seconds < 60:
+        return "just now"
+    unit, size = next((u, s) for u, s in (("d", 86400), ("h", 3600), ("min", 60)) if seconds >= s)
+    return f"{int(seconds // size)} {unit} ago"
+
+
+def clock(moment: datetime | None) -> str:
+    """The local time of the server, as lab staff read a clock: 'Mon 12 Jan 07:24'."""
+    return "-" if moment is None else as_utc(moment).astimezone().strftime("%a %d %b %H:%M")
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    x: float
+    y: float
+    batch: int
+    value: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    low: float
+    high: float
+    best: list[ChartPoint]  # best found so far after each batch: a line
+    measured: list[ChartPoint]  # each batch's own best: dots
+
+    @property
+    def polyline(self) -> str:
+        return " ".join(f"{p.x:.1f},{p.y:.1f}" for p in self.best)
+
+
+def best_chart(batches: list[BatchFacts], width: int = 640, height: int = 170) -> Chart | None:
+    """The campaign's progress in an SVG box: 40 px left/right margins, 30 px for labels."""
+    shown = [b for b in batches if b.best_so_far_mah_g is not None]
+    if not shown:
+        return None
+    values = [b.best_so_far_mah_g for b in shown] + [
+        b.measured_max_mah_g for b in shown if b.measured_max_mah_g is not None
+    ]
+    low, high = min(values) - 1, max(values) + 1
+    step = (width - 80) / max(1, len(shown) - 1)
+
+    def point(i: int, batch: BatchFacts, value: float) -> ChartPoint:
+        return ChartPoint(40 + i * step, 10 + (high - value) / (high - low) * (height - 40),
+                          batch.number, value)  # fmt: skip
+
+    return Chart(
+        width,
+        height,
+        low,
+        high,
+        best=[point(i, b, b.best_so_far_mah_g) for i, b in enumerate(shown)],
+        measured=[
+            point(i, b, b.measured_max_mah_g)
+            for i, b in enumerate(shown)
+            if b.measured_max_mah_g is not None
+        ],
+    )

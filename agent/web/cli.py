@@ -1,0 +1,29 @@
+"""`labloop web`: serve the status page until Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+
+from werkzeug.serving import make_server
+
+from agent.config import get_settings
+from agent.db import init_db, make_engine
+from agent.web.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+def serve(host: str, port: int) -> None:
+    """Serve the page of the configured labloop home on http://host:port (threaded)."""
+    settings = get_settings()
+    settings.ensure_folders()
+    # a fresh home shows an empty page rather than an error
+    init_db(make_engine(settings.database_url))
+    server = make_server(host, port, create_app(settings), threaded=True)
+    log.info("labloop web: http://%s:%d (read-only; Ctrl-C stops)", host, server.server_port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("labloop web: stopping")
+    finally:
+        server.server_close()

@@ -1,0 +1,226 @@
+"""What the broker and the workers are doing: tasks waiting, workers answering, tasks running.
+
+Queue lengths are read straight from the broker (a few microseconds, every render).
+Workers are asked by a Celery broadcast, which has to wait for answers: that runs in a
+background thread and its answer is kept for a few seconds, so a page never waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+from celery import Celery
+from kombu.transport.redis import PRIORITY_STEPS, Channel
+from kombu.utils.url import maybe_sanitize_url
+
+from agent.stack import ALL_QUEUES
+
+log = logging.getLogger(__name__)
+
+# what a task does, in the words of the people waiting for it
+TASK_WORDS = {
+    "labloop.ingest_file": "reading a file",
+    "labloop.retrain": "retraining the model",
+    "labloop.propose_batch": "writing the next recipe file",
+}
+
+
+@dataclass(frozen=True)
+class QueueLength:
+    name: str
+    tasks: int | None  # None: the broker did not answer
+
+
+@dataclass(frozen=True)
+class QueueFacts:
+    broker: str
+    waiting: list[QueueLength]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerLine:
+    name: str
+    answering: bool
+    last_heard: datetime
+    running: int
+
+
+@dataclass(frozen=True)
+class RunningTask:
+    worker: str
+    task: str
+    argument: str
+    started_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WorkerFacts:
+    checked_at: datetime | None  # None: the first question is still out
+    available: bool  # False: this broker could not carry the question
+    note: str
+    workers: list[WorkerLine]
+    running: list[RunningTask]
+
+
+class QueueCounter(Protocol):
+    broker: str
+
+    def count(self) -> QueueFacts: ...
+
+
+class RedisQueues:
+    """Lengths of the Redis lists Celery keeps its queues in."""
+
+    def __init__(self, url: str, timeout: float = 0.5) -> None:
+        self.broker = f"Redis at {maybe_sanitize_url(url)}"
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+
+    def count(self) -> QueueFacts:
+        # kombu keeps a queue's prioritised messages in sibling lists: "ingest\x06\x163", ...
+        names = {
+            queue: [queue] + [f"{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS if step]
+            for queue in ALL_QUEUES
+        }
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for lists in names.values():
+                    for name in lists:
+                        pipe.llen(name)
+                lengths = iter(pipe.execute())
+        except redis.RedisError as error:
+            log.warning("Redis did not answer: %s", error)
+            return QueueFacts(self.broker, [QueueLength(q, None) for q in ALL_QUEUES], str(error))
+        return QueueFacts(
+            self.broker,
+            [QueueLength(q, sum(next(lengths) for _ in lists)) for q, lists in names.items()],
+        )
+
+
+class FolderQueues:
+    """Message files of kombu's filesystem transport: ``<ms>_<uuid>.<queue>.msg``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.broker = "embedded broker (no server)"
+        self._folder = folder
+
+    def count(self) -> QueueFacts:
+        try:
+            names = os.listdir(self._folder)
+        except FileNotFoundError:  # no message was ever sent
+            names = []
+        # the same test kombu's own _size() applies to each file name
+        per_queue = Counter(name.partition(".")[2] for name in names)
+        return QueueFacts(self.broker, [QueueLength(q, per_queue[f"{q}.msg"]) for q in ALL_QUEUES])
+
+
+def queue_counter(celery: Celery) -> QueueCounter:
+    """The counter for the broker ``celery`` is configured with."""
+    url = celery.conf.broker_url
+    if url.startswith("filesystem"):
+        return FolderQueues(Path(celery.conf.broker_transport_options["data_folder_in"]))
+    return RedisQueues(url)
+
+
+class WorkerProbe:
+    """Asks the workers who is alive and what each is running, in the background."""
+
+    def __init__(
+        self,
+        control: Any,  # celery.app.control.Control, or a stand-in in tests
+        broker: str,
+        timeout: float = 0.5,
+        max_age: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._control = control
+        self._broker = broker
+        self._timeout = timeout
+        self._max_age = max_age
+        self._clock = clock
+        self._busy = threading.Lock()  # one question at a time
+        self._asked_at: float | None = None
+        self._last_heard: dict[str, datetime] = {}
+        self._facts = WorkerFacts(None, True, "asking the workers…", [], [])
+
+    def facts(self) -> WorkerFacts:
+        """The latest answer, at once; if it is older than ``max_age``, ask again meanwhile."""
+        stale = self._asked_at is None or self._clock() - self._asked_at > self._max_age
+        if stale and self._busy.acquire(blocking=False):
+            self._asked_at = self._clock()
+            threading.Thread(
+                target=self._ask_and_release, name="labloop-workers", daemon=True
+            ).start()
+        return self._facts
+
+    def refresh(self) -> WorkerFacts:
+        """Ask now and wait for the answer (at most about twice ``timeout``)."""
+        with self._busy:
+            self._asked_at = self._clock()
+            return self._ask()
+
+    def _ask_and_release(self) -> None:
+        try:
+            self._ask()
+        finally:
+            self._busy.release()
+
+    def _ask(self) -> WorkerFacts:
+        now = datetime.now(UTC)
+        try:
+            pongs = self._control.inspect(timeout=self._timeout).ping() or {}
+            # only those who answered the ping: wait for their answers, not the whole timeout
+            active = (
+                self._control.inspect(timeout=self._timeout, limit=len(pongs)).active() or {}
+                if pongs
+                else {}
+            )
+        except Exception as error:  # a broker that cannot broadcast, or is down: show it
+            log.warning("asking the workers failed: %s", error)
+            self._facts = WorkerFacts(
+                now, False, f"not available on the {self._broker}: {error}", self._lines({}, {}), []
+            )
+            return self._facts
+        for name in pongs:
+            self._last_heard[name] = now
+        running = [_running(worker, task) for worker, tasks in active.items() for task in tasks]
+        note = (
+            f"{len(pongs)} worker(s) answering"
+            if pongs
+            else f"no worker answered within {self._timeout:g} s: is `labloop run` running?"
+        )
+        self._facts = WorkerFacts(now, True, note, self._lines(pongs, active), running)
+        return self._facts
+
+    def _lines(
+        self, pongs: dict[str, Any], active: dict[str, list] | None = None
+    ) -> list[WorkerLine]:
+        active = active or {}
+        return [
+            WorkerLine(name, name in pongs, heard, len(active.get(name, [])))
+            for name, heard in sorted(self._last_heard.items())
+        ]
+
+
+def _running(worker: str, task: dict[str, Any]) -> RunningTask:
+    args = task.get("args") or []
+    argument = ", ".join(map(str, args)) if isinstance(args, list | tuple) else str(args)
+    started = task.get("time_start")
+    return RunningTask(
+        worker=worker,
+        task=TASK_WORDS.get(task.get("name", ""), task.get("name", "?")),
+        argument=argument,
+        started_at=datetime.fromtimestamp(started, UTC) if started else None,
+    )

@@ -1,0 +1,175 @@
+"""The page and the JSON API against a seeded labloop home (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from agent.config import Settings
+from agent.recipes import recipe_path
+from agent.web.app import ago, best_chart, create_app
+from agent.web.facts import BatchFacts
+from tests.web import COMPARISON, seed_campaign
+
+
+@pytest.fixture
+def client(settings: Settings, engine) -> FlaskClient:
+    seed_campaign(settings, engine)
+    return create_app(settings).test_client()
+
+
+def batch_row(page: str, number: int) -> str:
+    """The visible text of one batch's table row."""
+    row = re.search(rf'<tr id="batch-{number}">(.*?)</tr>', page, re.S)
+    assert row, f"no row for batch {number}"
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row.group(1)))
+
+
+def test_page_shows_batches_failures_quarantine_and_model(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+
+    first = batch_row(page, 1)
+    assert "running" in first and "2/10" in first
+    assert "B001-S03" in first and "B001-S10" in first and "B001-S01" not in first
+    assert "synthesis: sintered during calcination, no powder to test" in first
+    assert 'href="/recipes/batch-001.csv"' in page
+
+    second = batch_row(page, 2)
+    assert "running" in second and "2/10" in second and "sintered, no powder" in second
+    third = batch_row(page, 3)
+    assert "trained" in third and "10/10" in third and "none" in third
+    assert "cell: cell shorted during formation" in third
+
+    assert "unknown sample id B003-S99" in page
+    assert "unsupported format: Novonix HPC export" in page
+    # waiting files as the watcher sees them: no temporary, hidden or masses file
+    assert "B001-S03.csv" in page
+    assert ".part" not in page and ".hidden.csv" not in page and "masses.csv</td>" not in page
+
+    assert "model v1" in page and "3.61 mAh/g" in page
+    for name, metrics in COMPARISON.items():
+        assert f">{name}</th>" in page
+        assert f"{metrics['RMSE test']:.3f}" in page
+    assert '<img src="/figures/parity.png?v=1"' in page
+
+
+def test_json_api_gives_the_numbers_the_page_shows(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    batches = client.get("/api/batches").get_json()["batches"]
+    assert [b["number"] for b in batches] == [1, 2, 3]
+    for batch in batches:
+        row = batch_row(page, batch["number"])
+        assert f"{batch['with_result']}/{batch['samples']}" in row
+        assert batch["state"] in row
+        assert all(sample in row for sample in batch["missing"])
+    first = batches[0]
+    assert (first["ok"], first["failed"], first["with_result"]) == (2, 1, 2)
+    assert first["missing"] == [f"B001-S{slot:02d}" for slot in range(3, 11)]
+    assert first["failures"][0]["reason"] == "sintered during calcination, no powder to test"
+    assert first["recipe_file"] == "batch-001.csv" and batches[1]["recipe_file"] is None
+    # best so far: B001's re-tested sample averages (221.4 + 223.0) / 2; B002 and B003 are lower
+    assert [b["best_so_far_mah_g"] for b in batches] == pytest.approx([222.2, 222.2, 222.2])
+    assert batches[2]["measured_max_mah_g"] == pytest.approx(220.5)
+
+    files = client.get("/api/files").get_json()
+    assert files["counts"] == {"archived": 4, "quarantined": 2, "processing": 0}
+    assert [f["name"] for f in files["waiting"]] == ["B001-S03.csv"]
+    reasons = {q["name"]: q["reason"] for q in files["quarantined"]}
+    assert reasons["unknown-sample.csv"].startswith("unknown sample id B003-S99")
+    assert files["quarantined_more"] == 0
+    for name in reasons:
+        assert name in page
+
+    models = client.get("/api/models").get_json()
+    assert models["latest"]["version"] == 1 and models["latest"]["n_train"] == 9
+    assert models["comparison"] == COMPARISON
+    assert datetime.fromisoformat(models["latest"]["created_at"]).tzinfo is not None
+
+    queues = client.get("/api/queues").get_json()
+    assert {q["name"]: q["tasks"] for q in queues["queues"]["waiting"]} == {
+        "ingest": 0,
+        "learning": 0,
+    }
+    subjects = [e["subject"] for e in queues["last_errors"]]
+    assert "unknown-sample.csv" in subjects and "B003-S07" in subjects
+
+
+def test_recipe_download_serves_only_recipe_files(client: FlaskClient, settings: Settings) -> None:
+    response = client.get("/recipes/batch-001.csv")
+    assert response.status_code == 200
+    assert response.data == recipe_path(settings.recipes, 1).read_bytes()
+    assert response.mimetype == "text/csv"
+    (settings.recipes / "notes.txt").write_text("not a recipe")
+    for url in (
+        "/recipes/batch-002.csv",  # no such file
+        "/recipes/notes.txt",
+        "/recipes/batch-1.csv",
+        "/recipes/../var/labloop.db",
+        "/recipes/..%2Fvar%2Flabloop.db",
+        "/recipes/batch-001.csv%00.txt",
+    ):
+        assert client.get(url).status_code == 404, url
+
+
+def test_parity_figure_is_a_png_of_the_latest_model(client: FlaskClient) -> None:
+    response = client.get("/figures/parity.png")
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    assert response.data.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_health_check_answers_ok(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "ok"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:////nonexistent/folder/labloop.db", "postgresql+psycopg2://labloop@127.0.0.1:9/none"],
+)
+def test_an_unreachable_database_is_a_503(tmp_path: Path, url: str) -> None:
+    client = create_app(Settings(home=tmp_path, database_url=url)).test_client()
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.get_json()["database"] == "unreachable"
+    page = client.get("/")
+    assert page.status_code == 503 and "database is not answering" in page.get_data(as_text=True)
+    assert client.get("/api/batches").status_code == 503
+
+
+def test_every_route_is_read_only(client: FlaskClient) -> None:
+    rules = list(client.application.url_map.iter_rules())
+    assert {method for rule in rules for method in rule.methods} == {"GET", "HEAD", "OPTIONS"}
+    for url in ("/", "/api/batches", "/api/files", "/recipes/batch-001.csv", "/healthz"):
+        assert client.post(url).status_code == 405
+        assert client.delete(url).status_code == 405
+
+
+def test_an_empty_home_shows_an_empty_page(settings: Settings, engine) -> None:
+    client = create_app(settings).test_client()
+    page = client.get("/").get_data(as_text=True)
+    assert "No batch has been proposed yet" in page and "No model trained yet" in page
+    assert client.get("/figures/parity.png").status_code == 404
+
+
+def test_times_from_a_database_without_zones_are_read_as_utc() -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    naive = (now - timedelta(minutes=5)).replace(tzinfo=None)  # as PostgreSQL hands it back
+    assert ago(naive, now) == "5 min ago"
+    assert ago(now - timedelta(hours=26), now) == "1 d ago"
+
+
+def test_the_best_so_far_chart_puts_the_best_value_highest() -> None:
+    def batch(number: int, measured: float, best: float) -> BatchFacts:
+        return BatchFacts(number, "trained", 10, 10, 10, 0, [], [], None, None, measured, best)
+
+    chart = best_chart([batch(1, 210.0, 215.0), batch(2, 219.0, 219.0), batch(3, 212.0, 219.0)])
+    assert [p.batch for p in chart.best] == [1, 2, 3]
+    assert chart.best[0].y > chart.best[1].y == chart.best[2].y  # SVG y grows downwards
+    assert min(p.y for p in chart.measured) == chart.best[1].y
+    assert chart.best[0].x < chart.best[1].x < chart.best[2].x <= chart.width - 40

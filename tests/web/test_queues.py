@@ -1,0 +1,177 @@
+"""Queue and worker facts: the real Redis (db 9), the embedded broker's folder, a real worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from flask.testing import FlaskClient
+
+from agent.config import Settings
+from agent.db import init_db, make_engine
+from agent.stack import worker_command
+from agent.web.app import create_app
+from agent.web.queues import WorkerLine, WorkerProbe
+from workers.app import make_app
+
+REDIS_URL = "redis://127.0.0.1:6379/9"
+
+
+def home(tmp_path: Path, **overrides: Any) -> Settings:
+    settings = Settings(home=tmp_path / "home", **overrides)
+    settings.ensure_folders()
+    init_db(make_engine(settings.database_url))
+    return settings
+
+
+@pytest.fixture
+def redis_home(tmp_path: Path) -> Iterator[Settings]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield home(tmp_path, broker_url=REDIS_URL)
+    client.flushdb()
+
+
+def queue_tasks(client: FlaskClient) -> dict[str, int]:
+    waiting = client.get("/api/queues").get_json()["queues"]["waiting"]
+    return {q["name"]: q["tasks"] for q in waiting}
+
+
+def send(celery: Celery, ingest: int, learning: int) -> None:
+    """Tasks queued as the watcher and a finished batch queue them, with no worker to take them."""
+    for i in range(ingest):
+        celery.send_task("labloop.ingest_file", args=[f"B001-S{i + 1:02d}.csv"], queue="ingest")
+    for _ in range(learning):
+        celery.send_task("labloop.retrain", args=[1], queue="learning")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return value
+
+
+@pytest.mark.redis
+def test_tasks_waiting_on_redis_are_counted(redis_home: Settings) -> None:
+    celery = make_app(redis_home)
+    send(celery, ingest=3, learning=1)
+    client = create_app(redis_home, celery).test_client()
+    # the first look does not wait for the workers; their answer comes in the background
+    started = time.monotonic()
+    first = client.get("/api/queues").get_json()
+    assert time.monotonic() - started < 0.3
+    assert first["workers"]["checked_at"] is None
+    assert first["workers"]["note"] == "asking the workers…"
+    assert {q["name"]: q["tasks"] for q in first["queues"]["waiting"]} == {
+        "ingest": 3,
+        "learning": 1,
+    }
+    page = client.get("/").get_data(as_text=True)
+    assert "Redis at redis://127.0.0.1:6379/9" in page
+    assert '<td class="num waiting">3</td>' in page
+
+    answered = wait_for(
+        lambda: client.get("/api/queues").get_json()["workers"]["checked_at"], timeout=5
+    )
+    assert answered, "the workers were never asked"
+    assert "no worker answered" in client.get("/api/queues").get_json()["workers"]["note"]
+
+
+def test_tasks_waiting_on_the_embedded_broker_are_counted(tmp_path: Path) -> None:
+    settings = home(tmp_path)
+    assert settings.embedded_broker
+    celery = make_app(settings)
+    send(celery, ingest=2, learning=3)
+    assert len(list((settings.state / "broker" / "queue").glob("*.msg"))) == 5
+    client = create_app(settings, celery).test_client()
+    assert queue_tasks(client) == {"ingest": 2, "learning": 3}
+    assert "embedded broker" in client.get("/").get_data(as_text=True)
+
+
+@pytest.mark.redis
+def test_a_live_worker_is_seen_and_remembered_when_it_stops(
+    redis_home: Settings, tmp_path: Path
+) -> None:
+    env = {**os.environ, "LABLOOP_HOME": str(redis_home.home), "LABLOOP_BROKER_URL": REDIS_URL}
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        worker_command(["learning"], 1, "webtest"), env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    probe = WorkerProbe(make_app(redis_home).control, "Redis", timeout=0.5)
+    try:
+        seen = wait_for(lambda: probe.refresh().workers, timeout=30)
+        assert seen, (tmp_path / "worker.log").read_text()[-2000:]
+        (line,) = seen
+        assert line.name.startswith("webtest@") and line.answering and line.running == 0
+        assert (datetime.now(UTC) - line.last_heard).total_seconds() < 5
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    after = probe.refresh()
+    assert after.workers == [WorkerLine(line.name, False, line.last_heard, 0)]
+    assert "no worker answered" in after.note
+
+
+class FakeInspect:
+    def __init__(self, control: FakeControl) -> None:
+        self.control = control
+
+    def ping(self) -> dict[str, Any]:
+        self.control.calls.append("ping")
+        if self.control.error:
+            raise self.control.error
+        return {name: {"ok": "pong"} for name in self.control.active}
+
+    def active(self) -> dict[str, list[dict[str, Any]]]:
+        self.control.calls.append("active")
+        return self.control.active
+
+
+class FakeControl:
+    """Stands in for celery's Control: answers as `inspect().ping()` / `.active()` do."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.error: Exception | None = None
+        self.active: dict[str, list[dict[str, Any]]] = {
+            "ingest@lab": [
+                {"name": "labloop.ingest_file", "args": ["B004-S07.mpt"], "time_start": 1.7e9}
+            ]
+        }
+
+    def inspect(self, timeout: float, limit: int | None = None) -> FakeInspect:
+        return FakeInspect(self)
+
+
+def test_the_worker_probe_caches_skips_and_remembers() -> None:
+    control, now = FakeControl(), [100.0]
+    probe = WorkerProbe(control, "embedded broker", max_age=5.0, clock=lambda: now[0])
+    facts = probe.refresh()
+    assert [(w.name, w.answering, w.running) for w in facts.workers] == [("ingest@lab", True, 1)]
+    (task,) = facts.running
+    assert (task.task, task.argument) == ("reading a file", "B004-S07.mpt")
+    assert task.started_at == datetime.fromtimestamp(1.7e9, UTC)
+
+    assert probe.facts() is facts and control.calls == ["ping", "active"]  # fresh: not asked
+
+    control.active = {}  # the worker stopped: nobody answers the ping, so no `active` question
+    now[0] += 6
+    probe.facts()
+    wait_for(lambda: probe.facts() is not facts, timeout=2)
+    assert control.calls == ["ping", "active", "ping"]
+    (gone,) = probe.facts().workers
+    assert not gone.answering and gone.last_heard == facts.workers[0].last_heard
+
+    control.error = NotImplementedError("no broadcast")
+    broken = probe.refresh()
+    assert not broken.available
+    assert broken.note == "not available on the embedded broker: no broadcast"
