@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # "required": a proposed batch waits for `labloop batch approve N` before its recipe
     # file is released to the lab; "none": released at once
     approval: Literal["none", "required"] = "none"
+    # the status page's write actions (approving a batch) need this token; unset: read-only
+    web_token: SecretStr | None = None
     # a campaign's budget: no batch is proposed past this number (None: no limit)
     max_batches: int | None = Field(default=None, ge=1)
     # used when neither the export nor masses.csv gives the active mass of a cell

@@ -1,22 +1,37 @@
-"""The status page and its JSON API: read-only, server-rendered, one Flask app per home.
+"""The status page and its JSON API: server-rendered, one Flask app per home.
 
-Routes (all GET): ``/`` the page; ``/api/batches``, ``/api/queues``, ``/api/files``,
+Routes (GET): ``/`` the page; ``/api/batches``, ``/api/queues``, ``/api/files``,
 ``/api/models`` the same facts as JSON; ``/recipes/batch-NNN.csv`` a recipe file;
 ``/figures/parity.png`` the latest model's parity plot; ``/healthz`` for a health check.
+The one write, ``POST /batches/N/approve`` (the approval gate's button), needs the
+``web_token`` of the settings; without one configured the page is read-only.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
-from flask import Flask, Response, abort, jsonify, render_template, request, send_from_directory
+from flask import (
+    Flask,
+    Response,
+    abort,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import OperationalError
 
+from agent.approval import ApprovalError, approve
+from agent.campaign import campaign_space
 from agent.config import Settings
 from agent.db import make_engine
 from agent.report import model_parity_png
@@ -70,6 +85,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
             chart=best_chart(all_batches),
             files=files(),
             models=facts.model_facts(engine),
+            writes_enabled=settings.web_token is not None,
             **queue_facts(),
         )
 
@@ -112,6 +128,21 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
                 parity.measured, parity.predicted, parity.version
             )
         return Response(parity_pngs[parity.version], mimetype="image/png")
+
+    @app.post("/batches/<int:number>/approve")
+    def approve_batch(number: int) -> Response:
+        """The approval gate's button: needs the token from the settings (web_token)."""
+        expected = settings.web_token.get_secret_value() if settings.web_token else ""
+        given = request.form.get("token", "")
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            abort(403)
+        who = request.form.get("by", "").strip() or "status page"
+        try:
+            approve(engine, campaign_space(settings), number, who)
+        except ApprovalError as error:
+            return Response(str(error), status=409, mimetype="text/plain")
+        log.info("batch %d approved by %s on the status page", number, who)
+        return redirect(url_for("page") + f"#batch-{number}")
 
     @app.errorhandler(OperationalError)  # connection refused, file not found, server gone
     def database_down(error: OperationalError) -> tuple[Response | str, int]:

@@ -142,9 +142,11 @@ def test_an_unreachable_database_is_a_503(tmp_path: Path, url: str) -> None:
     assert client.get("/api/batches").status_code == 503
 
 
-def test_every_route_is_read_only(client: FlaskClient) -> None:
+def test_without_a_token_nothing_can_be_written(client: FlaskClient) -> None:
     rules = list(client.application.url_map.iter_rules())
-    assert {method for rule in rules for method in rule.methods} == {"GET", "HEAD", "OPTIONS"}
+    writes = {rule.rule for rule in rules if "POST" in rule.methods}
+    assert writes == {"/batches/<int:number>/approve"}
+    assert client.post("/batches/2/approve", data={"token": "", "by": "x"}).status_code == 403
     for url in ("/", "/api/batches", "/api/files", "/recipes/batch-001.csv", "/healthz"):
         assert client.post(url).status_code == 405
         assert client.delete(url).status_code == 405
