@@ -48,6 +48,8 @@ class Batch(SQLModel, table=True):
     number: int = Field(unique=True, index=True)
     state: str = Field(default=BatchState.PROPOSED, index=True)
     recipe_file: str | None = None
+    # sha256 of the recipe file as written: a file changed since is not ours to hand out
+    recipe_sha256: str | None = None
     # the model that proposed it: unique, so one model version proposes one batch
     model_version: int | None = Field(default=None, unique=True)
     closed_reason: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from contextlib import suppress
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -18,7 +19,14 @@ from agent.config import Settings
 from agent.db import Batch, BatchState, Experiment, ModelRun, Origin
 from agent.modelstore import latest_run, load_model
 from agent.proposer import Proposal, propose
-from agent.recipes import PlannedSample, recipe_path, write_draft, write_recipe_file
+from agent.recipes import (
+    PlannedSample,
+    recipe_path,
+    render,
+    write_draft,
+    write_recipe_file,
+)
+from agent.recipes import file_sha256 as recipe_sha256_of
 from agent.sample_ids import format_sample_id
 from agent.space import DesignSpace
 
@@ -163,12 +171,29 @@ def _ensure_file(engine: Engine, space: DesignSpace, batch: Batch) -> Batch:
         write_draft(draft_path(batch), space, samples_of(engine, batch))
         return batch
     path = Path(batch.recipe_file)
-    if path.exists():
+    if batch.recipe_sha256 is not None:
         return batch
-    with suppress(FileExistsError):  # written by a concurrent call: same rows, same file
-        write_recipe_file(path, space, samples_of(engine, batch))
+    samples = samples_of(engine, batch)
+    expected = hashlib.sha256(render(space, samples)).hexdigest()
+    with suppress(FileExistsError):  # written by a concurrent call or before a crash
+        write_recipe_file(path, space, samples)
+    found = recipe_sha256_of(path)
+    if found != expected:
+        log.error("%s is not the file labloop wrote for batch %d: left alone", path, batch.number)
+        return batch
+    with Session(engine) as session:
+        session.exec(update(Batch).where(Batch.id == batch.id).values(recipe_sha256=expected))
+        session.commit()
+    batch.recipe_sha256 = expected
     draft_path(batch).unlink(missing_ok=True)
     return batch
+
+
+def recipe_is_ours(batch: Batch) -> bool:
+    """The batch's recipe file is there, byte for byte as labloop wrote it."""
+    return batch.recipe_sha256 is not None and (
+        recipe_sha256_of(Path(batch.recipe_file)) == batch.recipe_sha256
+    )
 
 
 def release(engine: Engine, space: DesignSpace, batch: Batch) -> Batch:

@@ -7,6 +7,7 @@ with a byte-order mark so that spreadsheet programs show the units (°C) correct
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 from collections.abc import Sequence
@@ -67,10 +68,19 @@ def render(space: DesignSpace, samples: Sequence[PlannedSample]) -> bytes:
     return out.getvalue().encode("utf-8-sig")
 
 
-def write_recipe_file(path: Path, space: DesignSpace, samples: Sequence[PlannedSample]) -> Path:
-    """Write a new recipe file; FileExistsError if one is there already."""
-    write_once(path, render(space, samples))
-    return path
+def write_recipe_file(path: Path, space: DesignSpace, samples: Sequence[PlannedSample]) -> str:
+    """Write a new recipe file; its sha256. FileExistsError if one is there already."""
+    payload = render(space, samples)
+    write_once(path, payload)
+    return hashlib.sha256(payload).hexdigest()
+
+
+def file_sha256(path: Path) -> str | None:
+    """The sha256 of a file, None when it is not there."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def write_draft(path: Path, space: DesignSpace, samples: Sequence[PlannedSample]) -> Path:

@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from agent.campaign import campaign_space
 from agent.db import Batch, Experiment, ModelRun
 from agent.modelstore import UntrustedModel, load_model
-from agent.planning import known_recipes, propose_next_batch
+from agent.planning import known_recipes, propose_next_batch, recipe_is_ours
 from agent.recipes import read_recipe_file, write_recipe_file
 from agent.training import retrain
 
@@ -73,15 +73,40 @@ def test_proposal_is_a_valid_new_batch_written_once(engine, small, with_history)
         write_recipe_file(path, space, samples)
 
 
+def forget_file(engine, batch: Batch) -> None:
+    """The state a crash between the commit and the file write leaves behind."""
+    Path(batch.recipe_file).unlink()
+    with Session(engine) as session:
+        stored = session.get(Batch, batch.id)
+        stored.recipe_sha256 = None
+        session.add(stored)
+        session.commit()
+
+
 def test_recipe_file_lost_after_commit_is_rewritten_from_the_rows(engine, small, with_history):
     space = campaign_space(small)
     run = retrain(engine, small, space)
     batch = propose_next_batch(engine, small, space, run)
     path = Path(batch.recipe_file)
     original = path.read_bytes()
-    path.unlink()
-    propose_next_batch(engine, small, space, run)
-    assert path.read_bytes() == original
+    assert recipe_is_ours(batch)
+    forget_file(engine, batch)
+    again = propose_next_batch(engine, small, space, run)
+    assert path.read_bytes() == original and recipe_is_ours(again)
+
+
+def test_a_recipe_file_that_is_not_ours_is_never_handed_out(engine, small, with_history):
+    space = campaign_space(small)
+    run = retrain(engine, small, space)
+    batch = propose_next_batch(engine, small, space, run)
+    path = Path(batch.recipe_file)
+    path.write_text(path.read_text().replace("LiOH", "Li2CO3"))  # edited by hand
+    assert not recipe_is_ours(batch)
+    forget_file(engine, batch)
+    path.write_text("sample_id\nB001-S01\n")  # something else sits where ours should be
+    again = propose_next_batch(engine, small, space, run)
+    assert path.read_text() == "sample_id\nB001-S01\n"  # left alone, not overwritten
+    assert again.recipe_sha256 is None and not recipe_is_ours(again)
 
 
 def test_pinned_campaign_proposes_only_pinned_values(engine, small, with_history):

@@ -34,6 +34,7 @@ from agent.approval import ApprovalError, approve
 from agent.campaign import campaign_space
 from agent.config import Settings
 from agent.db import make_engine
+from agent.planning import recipe_is_ours
 from agent.report import model_parity_png
 from agent.web import facts
 from agent.web.facts import BatchFacts
@@ -114,8 +115,16 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     @app.get("/recipes/<name>")
     def recipe(name: str) -> Response:
         # only names the loop writes; send_from_directory also refuses anything outside
-        if not facts.RECIPE_NAME.fullmatch(name):
+        if not facts.RECIPE_NAME.fullmatch(name) or not (settings.recipes / name).is_file():
             abort(404)
+        batch = facts.batch_by_number(engine, int(name[len("batch-") : -len(".csv")]))
+        if batch is not None and not recipe_is_ours(batch):
+            # edited or replaced since labloop wrote it: the lab must not follow it
+            return Response(
+                f"{name} changed since labloop wrote it; ask whoever keeps labloop",
+                status=409,
+                mimetype="text/plain",
+            )
         return send_from_directory(settings.recipes, name, mimetype="text/csv", as_attachment=True)
 
     @app.get("/figures/parity.png")

@@ -60,8 +60,9 @@ def seed_campaign(settings: Settings, engine: Engine) -> None:
         shutil.copy(path, settings.inbox / path.name)
         ingestor.ingest(path.name)
     space = DesignSpace.load()
-    write_recipe_file(
-        recipe_path(settings.recipes, 1),
+    path = recipe_path(settings.recipes, 1)
+    sha = write_recipe_file(
+        path,
         space,
         [PlannedSample(f"B001-S{slot:02d}", recipe) for slot, recipe in
          enumerate(space.random(10, rng=1), start=1)],
@@ -70,6 +71,9 @@ def seed_campaign(settings: Settings, engine: Engine) -> None:
         (settings.inbox / name).write_text("sample_id,initial_discharge_mah_g,status,reason\n")
     with Session(engine) as session:
         session.exec(update(Batch).where(Batch.number == 3).values(state=BatchState.TRAINED))
+        session.exec(
+            update(Batch).where(Batch.number == 1).values(recipe_file=str(path), recipe_sha256=sha)
+        )
         session.add(
             ModelRun(
                 version=1, trigger_batch=3, n_train=9, n_outcomes=10, counts={},

@@ -115,6 +115,11 @@ def test_recipe_download_serves_only_recipe_files(client: FlaskClient, settings:
         "/recipes/batch-001.csv%00.txt",
     ):
         assert client.get(url).status_code == 404, url
+    # a recipe file edited since labloop wrote it is not handed to the lab
+    path = recipe_path(settings.recipes, 1)
+    path.write_bytes(path.read_bytes() + b"B001-S11,a row nobody proposed\n")
+    refused = client.get("/recipes/batch-001.csv")
+    assert refused.status_code == 409 and b"changed since labloop wrote it" in refused.data
 
 
 def test_parity_figure_is_a_png_of_the_latest_model(client: FlaskClient) -> None:
