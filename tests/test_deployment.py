@@ -1,0 +1,122 @@
+"""The compose file's set of processes, without containers, on this machine's Redis and
+PostgreSQL: watcher, ingest worker, learning worker, status page and Flower, each its own
+process started by its own `labloop` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+import urllib.request
+import uuid
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from agent.db import init_db, make_engine
+from tests.conftest import POSTGRES_URL, add_batch, postgres_url
+from tests.stack import Stack, sheet
+from tests.synthetic import write_history
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+
+BROKER = "redis://127.0.0.1:6379/13"
+SMALL = {
+    "LABLOOP_SETTLE_SECONDS": "0.2",
+    "LABLOOP_SEARCH_ITERATIONS": "3",
+    "LABLOOP_CV_FOLDS": "3",
+    "LABLOOP_ENSEMBLE_SIZE": "3",
+    "LABLOOP_PSO_PARTICLES": "20",
+    "LABLOOP_PSO_ITERATIONS": "30",
+    "COLUMNS": "200",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read()
+    except OSError:
+        return 0, b""
+
+
+@pytest.fixture
+def database_schema():
+    schema = f"labloop_deploy_{uuid.uuid4().hex[:8]}"
+    with create_engine(POSTGRES_URL).begin() as admin:
+        admin.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield postgres_url(schema)
+    with create_engine(POSTGRES_URL).begin() as admin:
+        admin.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+def test_the_compose_processes_run_the_loop_on_redis_and_postgres(tmp_path, database_schema):
+    redis.Redis.from_url(BROKER).flushdb()
+    home = tmp_path / "home"
+    env = {**os.environ, **SMALL, "LABLOOP_HOME": str(home), "LABLOOP_BROKER_URL": BROKER,
+           "LABLOOP_DATABASE_URL": database_schema}  # fmt: skip
+    engine = make_engine(database_schema)
+    init_db(engine)
+    add_batch(engine, 1)
+    history = write_history(tmp_path / "history.csv", rows=120, seed=8)
+    web_port, flower_port = free_port(), free_port()
+
+    def service(name: str, *args: str) -> Stack:
+        return Stack(home, env, tmp_path / f"{name}.log", args=list(args))
+
+    services = {
+        "watcher": service("watcher", "watch"),
+        "ingest": service("ingest", "worker", "--queue", "ingest", "--concurrency", "2"),
+        "learning": service("learning", "worker", "--queue", "learning"),
+        "web": service("web", "web", "--port", str(web_port)),
+        "flower": service("flower", "flower", "--port", str(flower_port)),
+    }
+    importer = service("import", "import-history", str(history))
+    importer.start()
+    assert importer.process.wait(timeout=120) == 0
+    (home / "inbox").mkdir(parents=True, exist_ok=True)
+    try:
+        for running in services.values():
+            running.start()
+        watcher = services["watcher"]
+        for slot in range(1, 11):
+            sheet(home / "inbox" / f"B001-S{slot:02d}.csv", f"B001-S{slot:02d}", 214.0 + slot)
+        recipe = home / "recipes" / "batch-002.csv"
+        assert watcher.wait_for(recipe.exists, timeout=180), (
+            tmp_path / "learning.log"
+        ).read_text()[-3000:]
+
+        # the watcher restarted with files dropped while it was down
+        watcher.process.send_signal(signal.SIGTERM)
+        watcher.process.wait(timeout=30)
+        for slot in range(1, 4):
+            sheet(home / "inbox" / f"B002-S{slot:02d}.csv", f"B002-S{slot:02d}", 220.0)
+        time.sleep(1.0)
+        assert len(list((home / "inbox").glob("B002-*.csv"))) == 3  # nobody read them
+        watcher.start()
+        assert watcher.wait_for(lambda: not list((home / "inbox").glob("B002-*.csv")), 60)
+
+        status, body = get(f"http://127.0.0.1:{web_port}/api/batches")
+        assert status == 200
+        states = {b["number"]: (b["state"], b["with_result"]) for b in json.loads(body)["batches"]}
+        assert states[1] == ("trained", 10)
+        assert states[2] == ("running", 3)
+        assert get(f"http://127.0.0.1:{web_port}/healthz")[0] == 200
+        assert watcher.wait_for(
+            lambda: get(f"http://127.0.0.1:{flower_port}/healthcheck") == (200, b"OK"), 30
+        )
+        assert all(s.process.poll() is None for s in services.values())
+    finally:
+        for running in services.values():
+            running.stop()
+        engine.dispose()
+    assert len(list((home / "archive").iterdir())) == 13  # ten of batch 1, three of batch 2
