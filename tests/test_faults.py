@@ -159,7 +159,10 @@ def start_redis(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("private redis did not start")
 
 
-def test_broker_outage_loses_no_file(tmp_path, outage_seconds: float = 10.0):
+@pytest.mark.parametrize(
+    "outage_seconds", [10.0, pytest.param(30.0, marks=pytest.mark.slow, id="30s")]
+)
+def test_broker_outage_loses_no_file(tmp_path, outage_seconds: float):
     port = free_port()
     broker = start_redis(port)
     home = tmp_path / "home"
