@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -406,6 +408,8 @@ def demo(
     from agent.demo import DemoConfig, run_demo
 
     home = _demo_home()
+    # a SIGTERM (service manager, test harness) unwinds like Ctrl-C: the workers stop too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if logging.getLogger().level > logging.DEBUG:  # the live line says it all; -v for more
         logging.getLogger().setLevel(logging.WARNING)
     os.environ.update({"LABLOOP_HOME": str(home), "LABLOOP_MAX_BATCHES": str(batches),

@@ -20,6 +20,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def processes_of(home: Path) -> list[int]:
+    """Pids of live processes started for this labloop home (by their environment)."""
+    marker = f"LABLOOP_HOME={home}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
 def batch_one_state(driver, url: str) -> str | None:  # noqa: ANN001 - a selenium driver
     try:
         driver.get(url)
@@ -35,6 +48,7 @@ def test_batch_moves_from_running_to_trained_on_screen(browser, tmp_path: Path):
     demo = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "demo", "--batches", "2", "--fast", "--pace", "0.6"],
         env=env, stdout=(tmp_path / "demo.log").open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
     )  # fmt: skip
     web = None
     try:
@@ -62,3 +76,6 @@ def test_batch_moves_from_running_to_trained_on_screen(browser, tmp_path: Path):
             if process is not None:
                 process.terminate()
                 process.wait(timeout=60)
+    # the demo stops its workers on SIGTERM: none may outlive it
+    time.sleep(1.0)
+    assert processes_of(home) == []
