@@ -29,6 +29,7 @@ from benchmarks.metrics import (
     best_so_far,
     enhancement_factor,
     mape,
+    median_batches_to_hit,
     regret,
 )
 from benchmarks.strategies import BaybeBotorch
@@ -36,6 +37,7 @@ from benchmarks.strategies import BaybeBotorch
 SEED = 0
 TINY = Config(
     batches=2,
+    history_rows=150,
     labloop={"pso_particles": 30, "pso_iterations": 5, "search_iterations": 1, "cv_folds": 2,
              "ensemble_size": 2, "compare_models": False},
     candidates=200,
@@ -54,7 +56,7 @@ def frame() -> pd.DataFrame:
 
 
 def test_every_method_has_a_rising_curve_and_a_nonnegative_regret(frame, space):
-    baseline = history_best(generate_history(SEED, space=space))
+    baseline = history_best(generate_history(SEED, TINY.history_rows, space))
     optimum = true_optimum(space)[1]
     for method in METHODS:
         curve = curves(frame, {SEED: baseline}, method, TINY.batches)[0]
@@ -78,7 +80,7 @@ def test_ofat_varies_one_parameter_per_batch(frame, space):
 
 
 def test_labloop_proposes_valid_new_recipes(frame, space):
-    history = generate_history(SEED, space=space)
+    history = generate_history(SEED, TINY.history_rows, space)
     seen = {space.grid.locate(r).tobytes() for r in history[list(space.columns)].to_dict("records")}
     own = frame[frame["method"] == "labloop"]
     assert len(own) > 0 and own["predicted_mah_g"].notna().all()
@@ -151,13 +153,20 @@ def test_acceleration_factor_and_its_cap():
     assert np.isnan(acceleration_factor(slow * 0, slow).value)
 
 
+def test_median_batches_for_random_to_hit_a_level():
+    assert median_batches_to_hit(0.5, 1) == 1  # a coin: half the runs hit at once
+    assert median_batches_to_hit(0.1, 1) == 7  # 0.9^6 = 0.53 > 0.5 >= 0.9^7
+    assert median_batches_to_hit(0.1, 10) == 1  # 1 - 0.9^10 = 0.65 per batch
+    assert median_batches_to_hit(0.0, 10) == np.inf
+
+
 def test_mape():
     assert mape([110.0, 90.0], [100.0, 100.0]) == pytest.approx(10.0)
 
 
-def test_baybe_proposes_new_candidates_when_installed(space):
-    pytest.importorskip("baybe")
-    observed = history_observations(generate_history(SEED, space=space), space)
+@pytest.mark.bench_extra
+def test_baybe_proposes_new_candidates(space):
+    observed = history_observations(generate_history(SEED, TINY.history_rows, space), space)
     plan = BaybeBotorch(space, SEED, batch_size=4, candidates=100, threads=1).propose(observed, 1)
     assert len(plan.recipes) == 4 and len(plan.predicted_mah_g) == 4
     for recipe in plan.recipes:
