@@ -92,7 +92,9 @@ def web(
     port: Annotated[int, typer.Option(help="port of the status page")] = 8000,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
 ) -> None:
-    """The status page: batches, queues, inbox, quarantine, latest model (read-only)."""
+    """The status page: batches, queues, inbox, quarantine, latest model.
+
+    Read-only unless web_token is set (then batches awaiting approval get a button)."""
     from agent.web.cli import serve
 
     _settings()
@@ -105,8 +107,6 @@ def flower(
     address: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
 ) -> None:
     """Celery's own view of tasks and workers (Flower), on the configured broker."""
-    import sys
-
     _settings()
     command = [sys.executable, "-m", "celery", "-A", "workers.app:app", "flower",
                f"--port={port}", f"--address={address}"]  # fmt: skip
