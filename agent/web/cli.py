@@ -20,7 +20,8 @@ def serve(host: str, port: int) -> None:
     # a fresh home shows an empty page rather than an error
     init_db(make_engine(settings.database_url))
     server = make_server(host, port, create_app(settings), threaded=True)
-    log.info("labloop web: http://%s:%d (read-only; Ctrl-C stops)", host, server.server_port)
+    mode = "approvals need the token" if settings.web_token else "read-only"
+    log.info("labloop web: http://%s:%d (%s; Ctrl-C stops)", host, server.server_port, mode)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
