@@ -14,6 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from agent.campaign import batch_by_number
 from agent.db import Batch, BatchState, Experiment, ModelRun, utcnow
 from agent.modelstore import load_model
 from agent.planning import draft_path, release, samples_of
@@ -35,8 +36,7 @@ def _awaiting(number: int) -> Any:
 
 
 def _batch(engine: Engine, number: int) -> Batch:
-    with Session(engine) as session:
-        batch = session.exec(select(Batch).where(Batch.number == number)).first()
+    batch = batch_by_number(engine, number)
     if batch is None:
         raise ApprovalError(f"there is no batch {number}")
     return batch

@@ -66,6 +66,11 @@ def record_progress(engine: Engine, batch_id: int) -> int | None:
     return number
 
 
+def batch_by_number(engine: Engine, number: int) -> Batch | None:
+    with Session(engine) as session:
+        return session.exec(select(Batch).where(Batch.number == number)).first()
+
+
 def close_batch(engine: Engine, number: int, reason: str) -> bool:
     """Complete a batch whose missing samples will never come; True if it was open."""
     with Session(engine) as session:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from agent import stack
-from agent.campaign import campaign_space
+from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
 from agent.db import Batch, BatchState, IngestedFile, Result, get_engine
 from agent.history import import_history
@@ -123,8 +123,8 @@ def _run_one_batch(
 
 
 def _batch(engine: Engine, number: int) -> Batch | None:
-    with Session(engine) as session:
-        batch = session.exec(select(Batch).where(Batch.number == number)).first()
+    """Batch ``number`` once its recipe file is there for the lab to read."""
+    batch = batch_by_number(engine, number)
     if batch is None or not batch.recipe_file or not Path(batch.recipe_file).exists():
         return None
     return batch

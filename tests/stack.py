@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,13 @@ from sqlmodel import Session, select
 from agent.db import init_db, make_engine
 
 REDIS_URL = "redis://127.0.0.1:6379/7"
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def home_with_batches(home: Path, batches: int = 1) -> Engine:

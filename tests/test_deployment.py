@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
 import urllib.request
 import uuid
@@ -18,7 +17,7 @@ from sqlalchemy import create_engine, text
 
 from agent.db import init_db, make_engine
 from tests.conftest import POSTGRES_URL, add_batch, postgres_url
-from tests.stack import Stack, sheet
+from tests.stack import Stack, free_port, sheet
 from tests.synthetic import write_history
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
@@ -33,12 +32,6 @@ SMALL = {
     "LABLOOP_PSO_ITERATIONS": "30",
     "COLUMNS": "200",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def get(url: str) -> tuple[int, bytes]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from benchmarks.mixed_drops import (
     prepare_home,
     settled,
 )
-from tests.stack import Stack, home_with_batches, sheet
+from tests.stack import Stack, free_port, home_with_batches, sheet
 from tests.synthetic import write_history
 
 pytestmark = pytest.mark.redis
@@ -135,12 +134,6 @@ def test_killed_workers_lose_no_file_and_retrain_once(tmp_path):
     finally:
         for process in (watcher, ingest, learning):
             process.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_redis(port: int) -> subprocess.Popen[bytes]:

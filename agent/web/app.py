@@ -31,7 +31,7 @@ from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import OperationalError
 
 from agent.approval import ApprovalError, approve
-from agent.campaign import campaign_space
+from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
 from agent.db import make_engine
 from agent.planning import recipe_is_ours
@@ -117,7 +117,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
         # only names the loop writes; send_from_directory also refuses anything outside
         if not facts.RECIPE_NAME.fullmatch(name) or not (settings.recipes / name).is_file():
             abort(404)
-        batch = facts.batch_by_number(engine, int(name[len("batch-") : -len(".csv")]))
+        batch = batch_by_number(engine, int(name[len("batch-") : -len(".csv")]))
         if batch is not None and not recipe_is_ours(batch):
             # edited or replaced since labloop wrote it: the lab must not follow it
             return Response(

@@ -151,11 +151,6 @@ class SummaryCache:
         return cached[1]
 
 
-def batch_by_number(engine: Engine, number: int) -> Batch | None:
-    with Session(engine) as session:
-        return session.exec(select(Batch).where(Batch.number == number)).first()
-
-
 def batch_facts(engine: Engine, recipes: Path, summaries: SummaryCache) -> list[BatchFacts]:
     """Every numbered batch, oldest first."""
     with Session(engine) as session:
