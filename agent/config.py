@@ -87,11 +87,28 @@ class Settings(BaseSettings):
     cv_folds: int = Field(default=5, ge=2)
     ensemble_size: int = Field(default=8, ge=1)
     compare_models: bool = True
-    # proposing (agent.proposer): the paper's 100 particles x 1000 iterations
+    # the uncertainty the acquisition reads: "gp" grows away from tried recipes,
+    # "bootstrap" is the spread of the GBM's bootstrap ensemble (agent.uncertainty)
+    uncertainty: Literal["gp", "bootstrap"] = "gp"
+    # P(success) where nothing was tried nearby; unset: the classifier alone (agent.feasibility)
+    feasibility_prior: float | None = Field(default=0.5, ge=0, le=1)
+    # failed syntheses teach the success model (the paper's point); false leaves them out
+    train_on_failures: bool = True
+
+    # proposing: "trust-ei" (agent.acquisition) or "paper" (mean + kappa * std, top ten)
+    strategy: Literal["trust-ei", "paper"] = "trust-ei"
+    # the swarm (agent.proposer): the paper's 100 particles x 1000 iterations
     pso_particles: int = Field(default=100, ge=1)
     pso_iterations: int = Field(default=1000, ge=1)
+    # trust-ei: recipes per batch that try a value no tried recipe used, and how many tried
+    # recipes make a value known; the share of the batch searched outside the trust region
+    max_probes: int = Field(default=2, ge=0)
+    probe_until: int = Field(default=3, ge=1)
+    global_share: float = Field(default=0.1, ge=0, le=1)
+    trust_region: bool = True
+    # paper: objective = (predicted mean + kappa * uncertainty) * P(success), ten best picks
+    # at least min_distance grid steps apart
     min_distance: float = Field(default=3.0, ge=0)
-    # objective = (predicted mean + kappa * uncertainty) * P(success)
     kappa: float = Field(default=0.5, ge=0)
     use_success_probability: bool = True
     seed: int | None = None

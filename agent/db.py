@@ -82,6 +82,8 @@ class Experiment(SQLModel, table=True):
     predicted_std_mah_g: float | None = None
     p_success: float | None = None
     model_version: int | None = None
+    # a proposal that tries a value no (or hardly any) tried recipe used: "atmosphere=air"
+    probe: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -163,6 +165,8 @@ class ModelRun(SQLModel, table=True):
     comparison: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     cv_rmse: float
     cv_r2: float
+    # the tuned GBM's error on held-out regions of the tried recipes (honest for new ones)
+    region_cv_rmse: float | None = None
     timings: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON))
     # out-of-fold predictions beside the measured values, for the parity plot
     parity: dict[str, list] = Field(default_factory=dict, sa_column=Column(JSON))

@@ -1,4 +1,4 @@
-"""The propose step: the latest model + PSO -> the next batch's rows and its recipe file."""
+"""The propose step: the latest model + the acquisition -> the next batch's rows and recipe file."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from agent.acquisition import AcquisitionConfig, Evidence, propose_batch
 from agent.config import Settings
-from agent.db import Batch, BatchState, Experiment, ModelRun, Origin
+from agent.db import Batch, BatchState, Experiment, ModelRun, Origin, Result
+from agent.learning import TrainedModel, impute
 from agent.modelstore import latest_run, load_model
-from agent.proposer import Proposal, propose
+from agent.proposer import propose
 from agent.recipes import (
     PlannedSample,
     recipe_path,
@@ -29,6 +31,7 @@ from agent.recipes import (
 from agent.recipes import file_sha256 as recipe_sha256_of
 from agent.sample_ids import format_sample_id
 from agent.space import DesignSpace
+from agent.training_data import load_training_set
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,74 @@ def batch_of_model(engine: Engine, version: int) -> Batch | None:
 
 def plan_batch(
     engine: Engine, settings: Settings, space: DesignSpace, run: ModelRun
-) -> tuple[Proposal, list[PlannedSample]]:
-    """Run the swarm on the model of ``run``; samples not yet numbered."""
+) -> list[PlannedSample]:
+    """The next batch from the model of ``run``, by the configured strategy; samples not yet
+    numbered."""
     model = load_model(run)
+    if settings.strategy == "paper":
+        return _paper_batch(engine, settings, space, model, run.version)
+    picks = propose_batch(
+        model, space, gather_evidence(engine, space), acquisition_config(settings)
+    )
+    return [
+        PlannedSample("", p.recipe, p.mean_mah_g, p.std_mah_g, p.p_success, run.version, p.probe)
+        for p in picks
+    ]
+
+
+def acquisition_config(settings: Settings) -> AcquisitionConfig:
+    return AcquisitionConfig(
+        n=settings.batch_size,
+        max_probes=settings.max_probes,
+        probe_until=settings.probe_until,
+        global_share=settings.global_share,
+        trust_region=settings.trust_region,
+        particles=settings.pso_particles,
+        iterations=settings.pso_iterations,
+        seed=settings.seed,
+    )
+
+
+def gather_evidence(engine: Engine, space: DesignSpace) -> Evidence:
+    """What the acquisition needs from the database (see `agent.acquisition.Evidence`)."""
+    training = load_training_set(engine)
+    return Evidence(
+        tried=impute(training.outcome_recipes, space),
+        measured=impute(training.recipes, space),
+        capacity_mah_g=training.capacity_mah_g,
+        made=known_recipes(engine, space),
+        improved=batch_improvements(engine),
+    )
+
+
+def batch_improvements(engine: Engine) -> list[bool]:
+    """Per finished batch, in order: did its best ok result beat every earlier one (the
+    history's included)?"""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Batch.number, Batch.state, Result.discharge_mah_g)
+            .select_from(Experiment)
+            .join(Result, Result.experiment_id == Experiment.id)
+            .join(Batch, Batch.id == Experiment.batch_id, isouter=True)
+            .where(Result.outcome == "ok", Result.discharge_mah_g.is_not(None))
+        ).all()
+    frame = pd.DataFrame(rows, columns=["batch", "state", "capacity"])
+    before = frame[frame["batch"].isna()]["capacity"].max()
+    best = float(before) if pd.notna(before) else -np.inf
+    finished = frame[frame["state"].isin([BatchState.COMPLETE, BatchState.TRAINED])]
+    improved = []
+    for _, own in finished.groupby("batch", sort=True):
+        top = float(own["capacity"].max())
+        improved.append(top > best)
+        best = max(best, top)
+    return improved
+
+
+def _paper_batch(
+    engine: Engine, settings: Settings, space: DesignSpace, model: TrainedModel, version: int
+) -> list[PlannedSample]:
+    """The paper's rule: the swarm maximises (mean + kappa * std) * P(success) and the ten
+    best grid points at least ``min_distance`` apart form the batch."""
     kappa, weigh = settings.kappa, settings.use_success_probability
 
     def score(features: pd.DataFrame) -> np.ndarray:
@@ -73,18 +141,17 @@ def plan_batch(
         seed=settings.seed,
     )
     predicted = model.predict(space, proposal.recipes)
-    samples = [
+    return [
         PlannedSample(
             sample_id="",
             recipe=recipe,
             predicted_mah_g=float(predicted.mean_mah_g[i]),
             uncertainty_mah_g=float(predicted.std_mah_g[i]),
             p_success=float(predicted.p_success[i]),
-            model_version=run.version,
+            model_version=version,
         )
         for i, recipe in enumerate(proposal.recipes)
     ]
-    return proposal, samples
 
 
 def propose_next_batch(
@@ -102,7 +169,7 @@ def propose_next_batch(
     if settings.max_batches is not None and _batch_count(engine) >= settings.max_batches:
         log.info("campaign budget of %d batches reached: nothing proposed", settings.max_batches)
         return None
-    _, planned = plan_batch(engine, settings, space, run)
+    planned = plan_batch(engine, settings, space, run)
     with Session(engine, expire_on_commit=False) as session:
         number = (session.exec(select(func.max(Batch.number))).one() or 0) + 1
         batch = Batch(
@@ -125,6 +192,7 @@ def propose_next_batch(
                     predicted_std_mah_g=sample.uncertainty_mah_g,
                     p_success=sample.p_success,
                     model_version=run.version,
+                    probe=sample.probe,
                 )
             )
         try:
@@ -149,7 +217,7 @@ def samples_of(engine: Engine, batch: Batch) -> list[PlannedSample]:
     return [
         PlannedSample(
             e.sample_id, e.parameters, e.predicted_mah_g, e.predicted_std_mah_g, e.p_success,
-            e.model_version,
+            e.model_version, e.probe,
         )
         for e in experiments
     ]  # fmt: skip

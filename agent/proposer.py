@@ -32,6 +32,7 @@ from agent.space_params import TOL
 logger = logging.getLogger(__name__)
 
 Score = Callable[[pd.DataFrame], Any]  # feature table -> one score per row (array-like)
+Box = tuple[np.ndarray, np.ndarray]  # lower and upper corner in search-vector units
 
 # Clerc and Kennedy's constriction values (IEEE Trans. Evol. Comput. 6, 2002), the standard
 # convergent setting. On a synthetic optimum over this space they found the optimum exactly
@@ -127,6 +128,45 @@ def propose(
     return proposal
 
 
+@dataclass(frozen=True)
+class Explored:
+    """Every distinct grid point a swarm scored, not tested before, best first."""
+
+    grid: np.ndarray
+    scores: np.ndarray
+    evaluations: int
+
+
+def explore(
+    space: DesignSpace,
+    score: Score,
+    *,
+    box: Box | None = None,
+    exclude: Iterable[Mapping[str, Any]] | pd.DataFrame = (),
+    particles: int = 100,
+    iterations: int = 1000,
+    seed: int | None = None,
+    options: Mapping[str, float] | None = None,
+) -> Explored:
+    """One swarm run maximising ``score`` inside ``box`` (default: the whole space).
+
+    The batch is not picked here: the caller builds it from the explored points with its
+    own rule (see `agent.acquisition`). Points may leave the box a little where a
+    constraint repair moves them.
+    """
+    if space.dim == 0:
+        raise ValueError("nothing to search: every parameter of the space is fixed")
+    pool = _Pool(space, score, exclude, min_distance=0.0)
+    with _SWARM_LOCK, _global_seed(seed):
+        rng = np.random.default_rng(seed)
+        _run_swarm(space, pool, rng, particles, iterations, dict(options or DEFAULT_OPTIONS), box)
+    points, first = np.unique(np.concatenate(pool.points), axis=0, return_index=True)
+    scores = np.concatenate(pool.scores)[first]
+    keep = ~pool._tested(points)
+    order = np.argsort(-scores[keep], kind="stable")
+    return Explored(points[keep][order], scores[keep][order], pool.evaluations)
+
+
 class _Pool:
     """Every grid point the swarm scores, and the batch picked from them."""
 
@@ -144,6 +184,7 @@ class _Pool:
         self.tested = {row.tobytes() for row in located if row is not None}
         self.points: list[np.ndarray] = []
         self.scores: list[np.ndarray] = []
+        self.known: dict[bytes, float] = {}  # grid point -> its score
         self.picked = np.empty((0, len(space.grid.searched)), dtype=np.int64)
         self.picked_scores = np.empty(0)
 
@@ -159,11 +200,7 @@ class _Pool:
         """The cost pyswarms minimises: minus the score of each snapped particle; points that
         cannot join the batch (tested, or too near a picked one) cost _BLOCKED."""
         grid = self.space.grid.index(positions)
-        scores = np.asarray(self.score(self.space.grid.features(grid)), dtype=float).reshape(-1)
-        if scores.shape != (len(grid),):
-            raise ValueError(f"score returned {scores.size} values for {len(grid)} particles")
-        if np.isnan(scores).any():
-            raise ValueError("score returned NaN")
+        scores = self._scores(grid)
         self.points.append(grid)
         self.scores.append(scores)
         blocked = self._tested(grid)
@@ -171,6 +208,21 @@ class _Pool:
             near = self.space.grid.distances(grid, self.picked) < self.min_distance - TOL
             blocked |= near.any(axis=1)
         return np.where(blocked, _BLOCKED, -scores)
+
+    def _scores(self, grid: np.ndarray) -> np.ndarray:
+        """Scores of grid points, each point scored once: a converging swarm revisits the
+        same few points, and the score (a model) is the costly part of an iteration."""
+        keys = [row.tobytes() for row in grid]
+        unseen = np.unique(grid[[key not in self.known for key in keys]], axis=0)
+        if len(unseen):
+            scores = np.asarray(self.score(self.space.grid.features(unseen)), dtype=float)
+            scores = scores.reshape(-1)
+            if scores.shape != (len(unseen),):
+                raise ValueError(f"score returned {scores.size} values for {len(unseen)} points")
+            if np.isnan(scores).any():
+                raise ValueError("score returned NaN")
+            self.known.update(zip((row.tobytes() for row in unseen), scores.tolist(), strict=True))
+        return np.array([self.known[key] for key in keys])
 
     def _tested(self, grid: np.ndarray) -> np.ndarray:
         return np.array([row.tobytes() in self.tested for row in grid], dtype=bool)
@@ -202,11 +254,17 @@ def _run_swarm(
     particles: int,
     iterations: int,
     options: dict[str, float],
+    box: Box | None = None,
 ) -> None:
     # Start from valid grid points drawn uniformly (pyswarms would draw from the whole box,
     # where most points break the dopant limit: repaired onto the limit, they all score alike
-    # and the swarm stalls on that plateau).
-    start = space.grid.vectors(space.grid.sample(particles, rng))
+    # and the swarm stalls on that plateau). In a smaller box, from points drawn in it.
+    if box is None:
+        start = space.grid.vectors(space.grid.sample(particles, rng))
+    else:
+        low, high = box
+        start = space.snap(low + (high - low) * rng.random((particles, space.dim)))
+        start = np.clip(start, low, high)
     with _no_logging_setup():
         # imported here, inside the guard: pyswarms configures logging on import too
         from pyswarms.single import GlobalBestPSO
@@ -215,7 +273,7 @@ def _run_swarm(
             n_particles=particles,
             dimensions=space.dim,
             options=options,
-            bounds=space.bounds(),
+            bounds=box or space.bounds(),
             # stay at a bound rather than wrap around to the other end ("periodic", the
             # default): optima often sit on a bound, e.g. no dopant at all
             bh_strategy="nearest",

@@ -34,6 +34,7 @@ class PlannedSample:
     uncertainty_mah_g: float | None = None
     p_success: float | None = None
     model_version: int | None = None
+    probe: str | None = None
 
 
 def recipe_path(folder: Path, batch_number: int) -> Path:

@@ -119,6 +119,20 @@ class DesignSpace:
             return self.pin(name, low)
         return self._replace(replace(declared, low=low, high=high), f"narrow {name}")
 
+    def restrict(self, name: str, choices: Sequence[str]) -> DesignSpace:
+        """A new space where the categorical ``name`` takes only ``choices`` (one pins it)."""
+        declared = self._declared(name)
+        if declared.kind != "categorical":
+            raise ValueError(f"{name} is {declared.kind}: only categoricals can be restricted")
+        if unknown := [c for c in choices if c not in declared.choices]:
+            raise ValueError(f"restrict {name}: {', '.join(map(fmt, unknown))} not a choice")
+        if not choices:
+            raise ValueError(f"restrict {name}: no choice left")
+        if len(choices) == 1:
+            return self.pin(name, choices[0])
+        kept = tuple(c for c in declared.choices if c in choices)
+        return self._replace(replace(declared, choices=kept), f"restrict {name}")
+
     def with_overrides(self, overrides: Mapping[str, Any]) -> DesignSpace:
         """Apply ``{"atmosphere": "air", "ni_fraction": [0.94, 0.96]}``: a scalar pins, a pair
         narrows."""

@@ -27,6 +27,9 @@ def learning_config(settings: Settings) -> LearningConfig:
         ensemble=settings.ensemble_size,
         compare=settings.compare_models,
         seed=settings.seed or 0,
+        uncertainty=settings.uncertainty,
+        feasibility_prior=settings.feasibility_prior,
+        train_on_failures=settings.train_on_failures,
     )
 
 
@@ -87,6 +90,7 @@ def retrain(
             comparison=report.comparison,
             cv_rmse=report.cv_rmse,
             cv_r2=report.cv_r2,
+            region_cv_rmse=report.region_rmse,
             timings=report.timings,
             parity={
                 "sample_id": training.sample_ids,

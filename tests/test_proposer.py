@@ -229,7 +229,7 @@ def test_rejects_a_fully_fixed_space_and_a_bad_score() -> None:
         fixed = fixed.pin(name, p.choices[0] if p.choices else p.low)
     with pytest.raises(ValueError, match="every parameter of the space is fixed"):
         propose(fixed, smooth)
-    with pytest.raises(ValueError, match="score returned 1 values for 10 particles"):
+    with pytest.raises(ValueError, match="score returned 1 values for 10 points"):
         propose(SPACE, lambda f: np.zeros(1), particles=10, iterations=2)
     with pytest.raises(ValueError, match="NaN"):
         propose(SPACE, lambda f: np.full(len(f), np.nan), particles=10, iterations=2)
