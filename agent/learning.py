@@ -65,6 +65,7 @@ METRIC_ROWS = ("RMSE train", "RMSE test", "R2 train", "R2 test", "MSE train", "M
 MIN_TRAINING_ROWS = 10
 # the loop's newest experiments always take part in fitting the GP's length scales
 NEWEST_IN_GP_FIT = 100
+MIN_REGION_ROWS = 50
 
 
 class NotEnoughData(ValueError):
@@ -336,8 +337,8 @@ def fit(
 
     cv_r2 = 1.0 - float(np.sum((y - oof) ** 2) / np.sum((y - y.mean()) ** 2))
     log.info(
-        "trained on %d experiments: CV RMSE %.2f mAh/g (held-out regions %.2f), %s",
-        len(y), cv_rmse, region_rmse, best,
+        "trained on %d experiments: CV RMSE %.2f mAh/g (held-out regions %s), %s",
+        len(y), cv_rmse, f"{region_rmse:.2f}" if region_rmse is not None else "n/a", best,
     )  # fmt: skip
     noise = target_gp.noise_mah_g if target_gp is not None else cv_rmse
     model = TrainedModel(
@@ -357,8 +358,11 @@ def region_folds(scaled: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 def _region_rmse(
     scaled: np.ndarray, x: np.ndarray, y: np.ndarray, best: dict[str, Any], config: LearningConfig
-) -> float:
-    """RMSE of the tuned GBM predicting each region from the others."""
+) -> float | None:
+    """RMSE of the tuned GBM predicting each region from the others; None with too few rows
+    to leave a region out (a subsample of a small fold can be empty)."""
+    if len(y) < MIN_REGION_ROWS:
+        return None
     groups = region_folds(scaled, config.folds, config.seed)
     model = GradientBoostingRegressor(random_state=config.seed, **best)
     predicted = cross_val_predict(

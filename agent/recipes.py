@@ -20,10 +20,16 @@ from agent.space import DesignSpace
 
 PREDICTION_COLUMNS = (
     "predicted_capacity_mah_g",
+    # the 95 % interval of a measurement: predicted ± 1.96 x uncertainty (1 sigma)
+    "low_95_mah_g",
+    "high_95_mah_g",
     "uncertainty_mah_g",
     "p_success",
     "model_version",
+    # "atmosphere=air": the recipe tries a value few or no tried recipes used
+    "probe",
 )
+Z_95 = 1.96
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,13 @@ def _cell(value: Any, digits: int | None = None) -> str:
     return f"{value:g}" if digits is None else f"{value:.{digits}f}"
 
 
+def _interval(sample: PlannedSample) -> tuple[float | None, float | None]:
+    if sample.predicted_mah_g is None or sample.uncertainty_mah_g is None:
+        return None, None
+    half = Z_95 * sample.uncertainty_mah_g
+    return sample.predicted_mah_g - half, sample.predicted_mah_g + half
+
+
 def render(space: DesignSpace, samples: Sequence[PlannedSample]) -> bytes:
     """The CSV bytes of a recipe file."""
     out = io.StringIO()
@@ -61,9 +74,11 @@ def render(space: DesignSpace, samples: Sequence[PlannedSample]) -> bytes:
                 sample.sample_id,
                 *(_cell(sample.recipe[c]) for c in space.columns),
                 _cell(sample.predicted_mah_g, 1),
+                *(_cell(v, 1) for v in _interval(sample)),
                 _cell(sample.uncertainty_mah_g, 1),
                 _cell(sample.p_success, 2),
                 _cell(sample.model_version, 0),
+                _cell(sample.probe),
             ]
         )
     return out.getvalue().encode("utf-8-sig")
@@ -118,6 +133,7 @@ def read_recipe_file(path: Path, space: DesignSpace) -> list[PlannedSample]:
                 uncertainty_mah_g=_float(row.get("uncertainty_mah_g")),
                 p_success=_float(row.get("p_success")),
                 model_version=int(row["model_version"]) if row.get("model_version") else None,
+                probe=row.get("probe") or None,
             )
         )
     return samples

@@ -74,7 +74,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -91,7 +91,18 @@ from agent.config import Settings
 from agent.cycler.base import FailureClass
 from agent.db import Experiment, Result, init_db, make_engine
 from agent.history import import_history
-from agent.lab import Kind, LabOutcome, VirtualLab, generate_history, true_capacity, true_optimum
+from agent.lab import (
+    BASELINE,
+    LABS,
+    Kind,
+    Lab,
+    LabOutcome,
+    VirtualLab,
+    generate_history,
+    lab_named,
+    true_capacity,
+    true_optimum,
+)
 from agent.lab.failures import CELL_FAILURES, synthesis_failure_probability
 from agent.planning import propose_next_batch
 from agent.sample_ids import format_sample_id
@@ -107,8 +118,26 @@ from benchmarks.strategies import (
     baybe_available,
 )
 
-METHODS = ("labloop", "random", "ofat", "gp")
-LABELS = {"labloop": "labloop", "random": "random", "ofat": "OFAT expert"}
+# labloop and its variants: the real loop with these settings changed
+VARIANTS: dict[str, dict[str, Any]] = {
+    "labloop": {},
+    "paper": {"strategy": "paper"},
+    "no-gp": {"uncertainty": "bootstrap"},
+    "no-trust-region": {"trust_region": False},
+    "no-feasibility-prior": {"feasibility_prior": None},
+    "failures-left-out": {"train_on_failures": False},
+}
+METHODS = (*VARIANTS, "random", "ofat", "gp")
+LABELS = {
+    "labloop": "labloop (trust-ei)",
+    "paper": "labloop, strategy=paper",
+    "no-gp": "labloop, bootstrap σ (no GP)",
+    "no-trust-region": "labloop, no trust region",
+    "no-feasibility-prior": "labloop, no feasibility prior",
+    "failures-left-out": "labloop, failures left out",
+    "random": "random",
+    "ofat": "OFAT expert",
+}
 GP_LABELS = {"baybe": BaybeBotorch.label, "sklearn": GaussianProcessEI.label}
 # what ingest records for each way a test can fail (README, "Test outcomes are data")
 FAILURE_CLASS = {
@@ -134,6 +163,8 @@ class Config:
     bo: str = "auto"
     # cores one job may use: 1 when jobs run side by side in processes
     threads: int = 2
+    # the virtual lab of the family (agent.lab.LABS)
+    lab: str = "baseline"
 
 
 @dataclass(frozen=True)
@@ -148,6 +179,7 @@ class Trial:
     true_mah_g: float
     measured_mah_g: float | None
     predicted_mah_g: float | None
+    predicted_std_mah_g: float | None = None
 
 
 def result_row(experiment_id: int, outcome: LabOutcome, source: str) -> Result:
@@ -189,21 +221,25 @@ class _Defaults(Settings):
 
 
 def _trials(method: str, seed: int, batch: int, outcomes: Sequence[LabOutcome],
-            predicted: Sequence[float | None]) -> list[Trial]:  # fmt: skip
+            predicted: Sequence[float | None],
+            std: Sequence[float | None] | None = None) -> list[Trial]:  # fmt: skip
+    std = std or [None] * len(outcomes)
     return [
-        Trial(method, seed, batch, o.recipe, o.kind, o.true_mah_g, o.measured_mah_g, p)
-        for o, p in zip(outcomes, predicted, strict=True)
+        Trial(method, seed, batch, o.recipe, o.kind, o.true_mah_g, o.measured_mah_g, p, s)
+        for o, p, s in zip(outcomes, predicted, std, strict=True)
     ]
 
 
 def run_labloop(
-    space: DesignSpace, seed: int, history: pd.DataFrame, lab: VirtualLab, config: Config
-) -> list[Trial]:
+    space: DesignSpace, seed: int, history: pd.DataFrame, lab: VirtualLab, config: Config,
+    variant: str = "labloop",
+) -> list[Trial]:  # fmt: skip
     """The real loop, batch after batch, in a throw-away labloop home."""
     trials: list[Trial] = []
     with tempfile.TemporaryDirectory(prefix="labloop-campaign-") as tmp:
         home = Path(tmp)
-        settings = _Defaults(home=home, seed=seed, batch_size=config.batch_size, **config.labloop)
+        overrides = config.labloop | VARIANTS[variant]
+        settings = _Defaults(home=home, seed=seed, batch_size=config.batch_size, **overrides)
         settings.ensure_folders()
         engine = make_engine(settings.database_url)
         init_db(engine)
@@ -225,8 +261,9 @@ def run_labloop(
                     session.add(result_row(e.id, outcome, f"campaign:{e.sample_id}"))
                 session.commit()
                 predicted = [e.predicted_mah_g for e in experiments]
+                std = [e.predicted_std_mah_g for e in experiments]
             record_progress(engine, batch.id)
-            trials += _trials("labloop", seed, number, outcomes, predicted)
+            trials += _trials(variant, seed, number, outcomes, predicted, std)
         engine.dispose()
     return trials
 
@@ -283,11 +320,12 @@ def _cores(threads: int) -> Iterator[None]:
 def run_job(method: str, seed: int, config: Config) -> list[Trial]:
     """One method on one seed: every experiment it spent."""
     space = DesignSpace.load()
-    history = generate_history(seed, config.history_rows, space)
-    lab = VirtualLab(seed, space)
+    truth = lab_named(config.lab)
+    history = generate_history(seed, config.history_rows, space, truth)
+    lab = VirtualLab(seed, space, truth)
     with _cores(config.threads):
-        if method == "labloop":
-            return run_labloop(space, seed, history, lab, config)
+        if method in VARIANTS:
+            return run_labloop(space, seed, history, lab, config, method)
         return run_strategy(method, space, seed, history, lab, config)
 
 
@@ -304,18 +342,20 @@ def run_all(methods: Sequence[str], seeds: Sequence[int], config: Config,
         return [t for f in futures for t in f.result()]
 
 
-def history_best(history: pd.DataFrame) -> float:
+def history_best(history: pd.DataFrame, lab: Lab = BASELINE) -> float:
     """best(0): the best true capacity among the history's measured recipes."""
-    return float(true_capacity(history[history["initial_discharge_mah_g"].notna()]).max())
+    return float(true_capacity(history[history["initial_discharge_mah_g"].notna()], lab).max())
 
 
-def random_hit_rate(space: DesignSpace, samples: int = 1_000_000) -> Callable[[float], float]:
+def random_hit_rate(
+    space: DesignSpace, samples: int = 1_000_000, lab: Lab = BASELINE
+) -> Callable[[float], float]:
     """level -> chance that one uniform random recipe tests ok with a true capacity at or
     above ``level``: Monte Carlo on the virtual lab's own truth and failure model."""
     grid = space.grid.sample(samples, np.random.default_rng(0))
     recipes = pd.DataFrame(space.grid.values(grid))
-    value = true_capacity(recipes)
-    ok = (1.0 - synthesis_failure_probability(recipes)) * (1.0 - sum(CELL_FAILURES.values()))
+    value = true_capacity(recipes, lab)
+    ok = (1.0 - synthesis_failure_probability(recipes, lab)) * (1.0 - sum(CELL_FAILURES.values()))
     return lambda level: float(np.mean(ok * (value >= level)))
 
 
@@ -335,24 +375,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
     parser.add_argument("--batches", type=int, default=6)
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--pso-iterations", type=int, default=300)
-    parser.add_argument("--search-iterations", type=int, default=10)
+    parser.add_argument("--methods", default="labloop,paper,random,ofat,gp",
+                        help=f"any of {', '.join(METHODS)}")  # fmt: skip
+    parser.add_argument("--labs", default=",".join(LABS), help="labs of the family to run")
+    parser.add_argument("--pso-iterations", type=int, help="labloop's (default: its default)")
+    parser.add_argument("--search-iterations", type=int, help="labloop's (default: its default)")
     parser.add_argument("--candidates", type=int, default=2000, help="gp candidates per batch")
     parser.add_argument("--bo", choices=("auto", "baybe", "sklearn"), default="auto")
     parser.add_argument("--workers", type=int, default=2, help="processes (1: one, 2 cores)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/campaign.png"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks"),
+                        help="folder for the figures campaign-LAB.png")  # fmt: skip
     parser.add_argument("--trials", type=Path, help="also write every experiment to this CSV")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    labs = [name.strip() for name in args.labs.split(",") if name.strip()]
     if unknown := set(methods) - set(METHODS):
         parser.error(f"unknown method(s) {', '.join(sorted(unknown))}; known: {METHODS}")
+    if unknown := set(labs) - set(LABS):
+        parser.error(f"unknown lab(s) {', '.join(sorted(unknown))}; known: {', '.join(LABS)}")
     if "random" not in methods:
         parser.error("random is the reference of EF and AF: include it")
+    budgets = {"pso_iterations": args.pso_iterations, "search_iterations": args.search_iterations}
     config = Config(
         batches=args.batches,
-        labloop={"pso_iterations": args.pso_iterations,
-                 "search_iterations": args.search_iterations},
+        labloop={k: v for k, v in budgets.items() if v is not None},
         candidates=args.candidates,
         bo=bo_backend(args.bo),
         threads=1 if args.workers > 1 else 2,
@@ -363,28 +409,35 @@ def main() -> None:
     print(f"{args.seeds} seeds x {args.batches} batches of {config.batch_size}; methods: "
           + ", ".join(labels[m] for m in methods))  # fmt: skip
     print(
-        f"labloop settings: search_iterations={labloop.search_iterations}, "
+        f"labloop settings: strategy={labloop.strategy}, uncertainty={labloop.uncertainty}, "
+        f"search_iterations={labloop.search_iterations}, "
         f"pso_iterations={labloop.pso_iterations}, pso_particles={labloop.pso_particles}, "
-        f"cv_folds={labloop.cv_folds}, ensemble_size={labloop.ensemble_size}, "
-        f"kappa={labloop.kappa}, min_distance={labloop.min_distance}, "
-        f"use_success_probability={labloop.use_success_probability}; seed = run seed"
+        f"cv_folds={labloop.cv_folds}, max_probes={labloop.max_probes}, "
+        f"global_share={labloop.global_share}, feasibility_prior={labloop.feasibility_prior}; "
+        "seed = run seed"
     )
     if "gp" in methods:
         print(f"gp: {labels['gp']}, {config.candidates} candidates per batch")
-    started = time.perf_counter()
-    trials = run_all(methods, range(args.seeds), config, args.workers)
-    wall = time.perf_counter() - started
-    baselines = {
-        s: history_best(generate_history(s, config.history_rows, space)) for s in range(args.seeds)
-    }
-    frame = trials_frame(trials)
-    shown = {m: labels[m] for m in methods}
-    hit = random_hit_rate(space)
-    optimum = true_optimum(space)[1]
-    print(report(frame, baselines, optimum, shown, args.batches, args.out, hit, config.batch_size))
+    frames = []
+    for name in labs:
+        lab, lab_config = LABS[name], replace(config, lab=name)
+        started = time.perf_counter()
+        trials = run_all(methods, range(args.seeds), lab_config, args.workers)
+        wall = time.perf_counter() - started
+        baselines = {
+            s: history_best(generate_history(s, config.history_rows, space, lab), lab)
+            for s in range(args.seeds)
+        }
+        frame = trials_frame(trials).assign(lab=name)
+        shown = {m: labels[m] for m in methods}
+        figure = args.out / f"campaign-{name}.png"
+        print(f"\n## lab '{name}': {lab.description}\n")
+        print(report(frame, baselines, true_optimum(space, lab)[1], shown, args.batches, figure,
+                     random_hit_rate(space, lab=lab), config.batch_size, name))  # fmt: skip
+        print(f"\nwall time: {wall:.0f} s ({wall / 60:.1f} min), {args.workers} worker process(es)")
+        frames.append(frame)
     if args.trials:
-        frame.to_csv(args.trials, index=False)
-    print(f"\nwall time: {wall:.0f} s ({wall / 60:.1f} min), {args.workers} worker process(es)")
+        pd.concat(frames).to_csv(args.trials, index=False)
 
 
 if __name__ == "__main__":

@@ -126,7 +126,33 @@ def prediction_table(frame: pd.DataFrame, labels: Mapping[str, str], batches: in
     return _table(header + ["predicted − measured (mAh/g)"], rows)
 
 
-def figure(all_curves: Mapping[str, np.ndarray], optimum: float, path: Path) -> None:
+def calibration_table(frame: pd.DataFrame, labels: Mapping[str, str]) -> str:
+    """How often the measured capacity of an own proposal that tested ok fell inside its
+    stated 68 % (± 1 sigma) and 95 % (± 1.96 sigma) interval, and how far predictions
+    within one batch spread (a batch of ten equal predictions is ten copies of one bet)."""
+    rows = []
+    for method, label in labels.items():
+        own = frame[frame["method"] == method]
+        if "predicted_std_mah_g" not in own or own["predicted_std_mah_g"].isna().all():
+            continue
+        ok = own[(own["status"] == "ok") & own["predicted_std_mah_g"].notna()]
+        z = ((ok["measured_mah_g"] - ok["predicted_mah_g"]) / ok["predicted_std_mah_g"]).abs()
+        spread = own.groupby(["seed", "batch"])["predicted_mah_g"].agg(lambda v: v.max() - v.min())
+        flat = int((spread < 0.05).sum())
+        rows.append([
+            label, f"{(z <= 1).mean() * 100:.0f}", f"{(z <= 1.96).mean() * 100:.0f}",
+            f"{ok['predicted_std_mah_g'].median():.2f}", f"{spread.median():.2f}",
+            f"{flat} of {len(spread)}",
+        ])  # fmt: skip
+    header = ["method", "inside 68 % interval (%)", "inside 95 % interval (%)",
+              "median σ (mAh/g)", "median spread of a batch's predictions",
+              "flat batches"]  # fmt: skip
+    return _table(header, rows)
+
+
+def figure(
+    all_curves: Mapping[str, np.ndarray], optimum: float, path: Path, title: str = "Virtual lab"
+) -> None:
     """Best true capacity vs batch: median line and 25-75 % band per method."""
     fig = Figure(figsize=(7.0, 4.6), layout="constrained")
     ax = fig.subplots()
@@ -141,7 +167,7 @@ def figure(all_curves: Mapping[str, np.ndarray], optimum: float, path: Path) -> 
     ax.set_xlabel("batch of 10 experiments (0 = the history)")
     ax.set_ylabel("best true capacity found (mAh/g)")
     seeds = len(next(iter(all_curves.values())))
-    ax.set_title(f"Virtual lab, {seeds} seeds: median and 25–75 % band", fontsize=10)
+    ax.set_title(f"{title}, {seeds} seeds: median and 25–75 % band", fontsize=10)
     ax.grid(alpha=0.3)
     fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     fig.savefig(path, dpi=100)
@@ -156,14 +182,15 @@ def report(
     path: Path,
     random_hit: Callable[[float], float],
     batch_size: int,
+    lab: str = "baseline",
 ) -> str:
     """Every table as Markdown; writes the figure to ``path``. ``random_hit(level)``: the
     chance that one uniform random experiment tests ok at or above ``level``."""
     all_curves = {labels[m]: curves(frame, baselines, m, batches) for m in labels}
-    figure(all_curves, optimum, path)
+    figure(all_curves, optimum, path, f"Virtual lab '{lab}'")
     seeds = len(baselines)
     return "\n\n".join([
-        f"true optimum {optimum:.2f} mAh/g; history best (true) median "
+        f"lab '{lab}': true optimum {optimum:.2f} mAh/g; history best (true) median "
         f"{np.median(list(baselines.values())):.2f} over {seeds} seeds",
         f"Best true capacity found (mAh/g), median [25–75 %] over {seeds} seeds:",
         best_table(all_curves),
@@ -173,5 +200,7 @@ def report(
         failure_table(frame, labels),
         "Prediction error on own proposals that tested ok:",
         prediction_table(frame, labels, batches),
+        "Calibration on own proposals:",
+        calibration_table(frame, labels),
         f"figure: {path}",
     ])  # fmt: skip

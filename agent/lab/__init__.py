@@ -9,10 +9,14 @@ from agent.lab.exports import FORMATS, CellRun, update_masses, write_export, wri
 from agent.lab.failures import Kind, synthesis_failure_probability
 from agent.lab.history import generate_history, write_history
 from agent.lab.lab import LabOutcome, VirtualLab
-from agent.lab.truth import true_capacity, true_optimum
+from agent.lab.truth import BASELINE, LABS, Lab, lab_named, true_capacity, true_optimum
 
 __all__ = [
+    "BASELINE",
     "FORMATS",
+    "LABS",
+    "Lab",
+    "lab_named",
     "CellRun",
     "Kind",
     "LabOutcome",

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.lab.truth import optimal_calcination_c
+from agent.lab.truth import BASELINE, Lab, optimal_calcination_c
 
 NOISE_MAH_G = 1.2
 
@@ -61,14 +61,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def synthesis_risks(recipes: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def synthesis_risks(
+    recipes: pd.DataFrame | Sequence[Mapping[str, Any]], lab: Lab = BASELINE
+) -> pd.DataFrame:
     """Probability of each cause of synthesis failure (columns as in REASONS), per recipe."""
     frame = recipes if isinstance(recipes, pd.DataFrame) else pd.DataFrame(list(recipes))
     ni = frame["ni_fraction"].to_numpy(float)
     source = frame["li_source"].to_numpy(object)
-    excess_c = frame["calcination_temp_c"].to_numpy(float) - optimal_calcination_c(ni, source)
-    li_off = np.abs(frame["li_ratio"].to_numpy(float) - 1.03)
-    li_low = frame["li_ratio"].to_numpy(float) < 1.03
+    time_h = frame["calcination_time_h"].to_numpy(float)
+    optimum_c = optimal_calcination_c(ni, source, time_h, lab)
+    excess_c = frame["calcination_temp_c"].to_numpy(float) - optimum_c
+    li_off = np.abs(frame["li_ratio"].to_numpy(float) - lab.li_optimum)
+    li_low = frame["li_ratio"].to_numpy(float) < lab.li_optimum
     dopant = (
         frame[["dopant_zr", "dopant_al", "dopant_ti", "dopant_mg", "dopant_b", "dopant_nb"]]
         .to_numpy(float)
@@ -78,11 +82,13 @@ def synthesis_risks(recipes: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.D
     # over-calcination sinters the powder; the higher the Ni, the sooner (40 °C over the
     # optimum at Ni 0.88, 32 °C at 0.96 gives half the maximum risk)
     onset_c = 40.0 - 100.0 * np.clip(ni - 0.88, 0.0, None)
+    if lab.sinter_onset_c is not None:
+        onset_c = np.full(len(frame), lab.sinter_onset_c)
     li_edge = 0.25 * _sigmoid((li_off - 0.045) / 0.006)
     return pd.DataFrame(
         {
             "furnace": np.full(len(frame), 0.02),
-            "sintered": 0.55 * _sigmoid((excess_c - onset_c) / 8.0),
+            "sintered": lab.sinter_max * _sigmoid((excess_c - onset_c) / lab.sinter_width_c),
             "li_poor": np.where(li_low, li_edge, 0.0),
             "li_rich": np.where(li_low, 0.0, li_edge),
             "dopant": 0.35 * _sigmoid((dopant - 0.008) / 0.0006),
@@ -92,10 +98,10 @@ def synthesis_risks(recipes: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.D
 
 
 def synthesis_failure_probability(
-    recipes: pd.DataFrame | Sequence[Mapping[str, Any]],
+    recipes: pd.DataFrame | Sequence[Mapping[str, Any]], lab: Lab = BASELINE
 ) -> np.ndarray:
     """Probability that each recipe yields no testable powder (independent causes)."""
-    return _combined(synthesis_risks(recipes).to_numpy())
+    return _combined(synthesis_risks(recipes, lab).to_numpy())
 
 
 def _combined(risks: np.ndarray) -> np.ndarray:
@@ -103,11 +109,13 @@ def _combined(risks: np.ndarray) -> np.ndarray:
 
 
 def draw_synthesis(
-    recipes: pd.DataFrame | Sequence[Mapping[str, Any]], rng: np.random.Generator
+    recipes: pd.DataFrame | Sequence[Mapping[str, Any]],
+    rng: np.random.Generator,
+    lab: Lab = BASELINE,
 ) -> list[str | None]:
     """The failure reason of each recipe's synthesis, or None when it gave a powder."""
     n = len(recipes)
-    return failure_reasons(synthesis_risks(recipes), rng.random(n), rng.random(n))
+    return failure_reasons(synthesis_risks(recipes, lab), rng.random(n), rng.random(n))
 
 
 def failure_reasons(

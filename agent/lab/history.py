@@ -24,7 +24,13 @@ import pandas as pd
 
 from agent.lab.exports import write_atomic
 from agent.lab.failures import NOISE_MAH_G, draw_synthesis
-from agent.lab.truth import HABITUAL_COATING_TEMP_C, true_capacity
+from agent.lab.truth import (
+    BASELINE,
+    HABITUAL_COATING_TEMP_C,
+    Lab,
+    optimal_calcination_c,
+    true_capacity,
+)
 from agent.space import DesignSpace
 
 log = logging.getLogger(__name__)
@@ -59,12 +65,17 @@ def _snap(space: DesignSpace, name: str, values: np.ndarray) -> np.ndarray:
     return np.array([p.at(int(k)) for k in steps])
 
 
-def _recipes(space: DesignSpace, n: int, rng: np.random.Generator) -> pd.DataFrame:
+def _recipes(space: DesignSpace, n: int, rng: np.random.Generator, lab: Lab) -> pd.DataFrame:
     ni = _ni_column(n, rng)
     # Co/Mn split habitually even, a few samples one step either way
     co = (1.0 - ni) / 2.0 + rng.choice([-0.01, 0.0, 0.01], n, p=[0.05, 0.9, 0.05])
-    # the calcination habit: 740 °C from the Ni 0.90 days, 730 °C for the few Ni 0.94 samples
-    calcination = np.where(ni >= 0.94, 730.0, 740.0) + rng.normal(0.0, 15.0, n)
+    # the calcination habit: a little hot, from the Ni 0.90 days (baseline lab: 740 °C, and
+    # 730 °C for the few Ni 0.94 samples)
+    times = np.full(n, lab.history_times_h[0])
+    if len(lab.history_times_h) > 1:  # drawn only when varied: the baseline stays as it was
+        times = rng.choice(lab.history_times_h, n)
+    optimum = optimal_calcination_c(np.where(ni >= 0.94, 0.94, 0.92), "LiOH", times, lab)
+    calcination = optimum + np.where(ni >= 0.94, 20.0, 10.0) + rng.normal(0.0, 15.0, n)
     zr = np.clip(rng.normal(0.002, 0.0006, n), 5e-4, 0.0035)
     coating_amount = np.clip(rng.normal(0.002, 0.0004, n), 0.001, 0.003)
     coating_c = rng.normal(HABITUAL_COATING_TEMP_C, 6.0, n)
@@ -80,7 +91,10 @@ def _recipes(space: DesignSpace, n: int, rng: np.random.Generator) -> pd.DataFra
         "coating_temp_c": _snap(space, "coating_temp_c", coating_c),
         "coating_time_h": rng.choice([3.0, 4.0, 5.0], n, p=[0.2, 0.6, 0.2]),
     }
-    frame = pd.DataFrame(columns | {name: [value] * n for name, value in ONE_VALUE.items()})
+    one_value = {k: v for k, v in ONE_VALUE.items() if k != "calcination_time_h"}
+    frame = pd.DataFrame(
+        columns | {"calcination_time_h": times} | {k: [v] * n for k, v in one_value.items()}
+    )
     for d in space.derived:
         frame[d.name] = d.compute(frame)
     return frame[list(space.columns)]
@@ -92,13 +106,15 @@ def _poor(frame: pd.DataFrame, measured: np.ndarray) -> np.ndarray:
     return rank.to_numpy() <= 0.3
 
 
-def generate_history(seed: int, n: int = 700, space: DesignSpace | None = None) -> pd.DataFrame:
-    """``n`` past experiments in the history-import format, seeded."""
+def generate_history(
+    seed: int, n: int = 700, space: DesignSpace | None = None, lab: Lab = BASELINE
+) -> pd.DataFrame:
+    """``n`` past experiments of ``lab`` in the history-import format, seeded."""
     space = space or DesignSpace.load()
     rng = np.random.default_rng(seed)
-    frame = _recipes(space, n, rng)
-    measured = np.round(true_capacity(frame) + rng.normal(0.0, NOISE_MAH_G, n), 1)
-    reasons = draw_synthesis(frame, rng)
+    frame = _recipes(space, n, rng, lab)
+    measured = np.round(true_capacity(frame, lab) + rng.normal(0.0, NOISE_MAH_G, n), 1)
+    reasons = draw_synthesis(frame, rng, lab)
     failed = np.array([r is not None for r in reasons])
     unmeasured = rng.random(n) < np.where(_poor(frame, measured), UNMEASURED_POOR, UNMEASURED_OTHER)
     recorded_failed = failed & (rng.random(n) < FAILED_RECORDED)
@@ -109,9 +125,9 @@ def generate_history(seed: int, n: int = 700, space: DesignSpace | None = None) 
     return frame
 
 
-def write_history(path: Path, seed: int = 0, n: int = 700) -> Path:
+def write_history(path: Path, seed: int = 0, n: int = 700, lab: Lab = BASELINE) -> Path:
     """Generate the history and write it as CSV to ``path`` (atomically)."""
-    frame = generate_history(seed, n)
+    frame = generate_history(seed, n, lab=lab)
     out = io.StringIO()
     frame.to_csv(out, index=False, lineterminator="\n")
     path = Path(path)

@@ -38,7 +38,7 @@ from agent.lab.failures import (
     failure_reasons,
     synthesis_risks,
 )
-from agent.lab.truth import true_capacity
+from agent.lab.truth import BASELINE, Lab, true_capacity
 from agent.space import DesignSpace
 
 log = logging.getLogger(__name__)
@@ -114,9 +114,10 @@ def _cell(kind: Kind, measured: float, u: Sequence[float], mass_mg: float) -> Ce
 class VirtualLab:
     """A lab that behaves like the paper's, on a hidden ground truth. Seeded."""
 
-    def __init__(self, seed: int, space: DesignSpace | None = None) -> None:
+    def __init__(self, seed: int, space: DesignSpace | None = None, lab: Lab = BASELINE) -> None:
         self.seed = seed
         self.space = space or DesignSpace.load()
+        self.lab = lab
         self._calls = 0
 
     def _rng(self, key: str, purpose: str) -> np.random.Generator:
@@ -142,11 +143,11 @@ class VirtualLab:
         for recipe in recipes:
             self.space.validate(recipe)
         frame = pd.DataFrame([dict(r) for r in recipes])
-        truth = true_capacity(frame)
+        truth = true_capacity(frame, self.lab)
         # one generator per sample, always drawn in the same order
         rngs = [self._rng(key, "sample") for key in keys]
         draws = np.array([rng.random(2) for rng in rngs]).reshape(len(rngs), 2)
-        reasons = failure_reasons(synthesis_risks(frame), draws[:, 0], draws[:, 1])
+        reasons = failure_reasons(synthesis_risks(frame, self.lab), draws[:, 0], draws[:, 1])
         outcomes = []
         for recipe, true_value, reason, rng in zip(recipes, truth, reasons, rngs, strict=True):
             recipe, true_value = dict(recipe), float(true_value)

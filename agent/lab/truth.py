@@ -22,7 +22,7 @@ tied by a constraint) into blocks, searches each block exhaustively and adds the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,72 @@ HABITUAL_COATING_TEMP_C = 450.0
 
 
 @dataclass(frozen=True)
+class Lab:
+    """One lab of the family: where its truth differs from the published trends above.
+
+    Every lab shares the Ni, Co/Mn, atmosphere and dopant terms; each moves its optimum
+    somewhere a biased history does not look, so that no strategy is tuned to one surface.
+    """
+
+    name: str
+    description: str
+    # the calcination optimum moved by this much everywhere (°C)
+    calcination_shift_c: float = 0.0
+    # the optimum falls by this much per hour of calcination beyond 11 h (°C / h)
+    calcination_per_hour_c: float = 0.0
+    li_optimum: float = 1.03
+    coating: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(COATING))
+    # Li2CO3 gains instead of costing (a value the history never used is truly better)
+    li2co3_better: bool = False
+    # sintering sets in this far above the optimum (°C); None: 40 °C at Ni 0.88 to 32 at 0.96
+    sinter_onset_c: float | None = None
+    sinter_width_c: float = 8.0
+    sinter_max: float = 0.55
+    # calcination times the history used (one value: never varied)
+    history_times_h: tuple[float, ...] = (12.0,)
+
+
+BASELINE = Lab(
+    "baseline",
+    "published trends; optimum at Ni 0.96 calcined ~690 °C, B coating at 350 °C, Zr+B doping",
+)
+LABS: dict[str, Lab] = {
+    lab.name: lab
+    for lab in (
+        BASELINE,
+        Lab(
+            "edge",
+            "optimum on the box's edges: calcination at 650 °C (60 °C below the baseline's "
+            "optimum) and Li/M 1.08",
+            calcination_shift_c=-60.0,
+            li_optimum=1.08,
+        ),
+        Lab(
+            "untried-better",
+            "Li2CO3, which the history never used, beats LiOH by 2-4 mAh/g",
+            li2co3_better=True,
+        ),
+        Lab(
+            "cliff",
+            "calcination temperature and time interact strongly (-12 °C per extra hour), and "
+            "powder sinters 12 °C above the optimum (a failure cliff beside the best recipe)",
+            calcination_per_hour_c=12.0,
+            sinter_onset_c=12.0,
+            sinter_width_c=3.0,
+            sinter_max=0.6,
+            history_times_h=(10.0, 12.0, 14.0),
+        ),
+    )
+}
+
+
+def lab_named(name: str) -> Lab:
+    if name not in LABS:
+        raise ValueError(f"unknown lab {name!r}; known: {', '.join(LABS)}")
+    return LABS[name]
+
+
+@dataclass(frozen=True)
 class Term:
     """One additive part of the truth and the parameters it reads."""
 
@@ -77,10 +143,17 @@ def ni_capacity(ni: np.ndarray) -> np.ndarray:
     return np.interp(ni, xs, ys) + CUTOFF_CORRECTION_MAH_G
 
 
-def optimal_calcination_c(ni: np.ndarray, li_source: np.ndarray) -> np.ndarray:
-    """Best calcination temperature (°C): falls with Ni (Noh 2013, Yoon 2015), higher for Li2CO3."""
+def optimal_calcination_c(
+    ni: np.ndarray,
+    li_source: np.ndarray,
+    time_h: np.ndarray | float = 11.0,
+    lab: Lab = BASELINE,
+) -> np.ndarray:
+    """Best calcination temperature (°C): falls with Ni (Noh 2013, Yoon 2015), higher for
+    Li2CO3; a lab may move it and couple it to the calcination time."""
     xs, ys = zip(*NI_CALCINATION_C, strict=True)
-    return np.interp(ni, xs, ys) + LI2CO3_SHIFT_C * (np.asarray(li_source) == "Li2CO3")
+    shift = lab.calcination_shift_c - lab.calcination_per_hour_c * (np.asarray(time_h) - 11.0)
+    return np.interp(ni, xs, ys) + LI2CO3_SHIFT_C * (np.asarray(li_source) == "Li2CO3") + shift
 
 
 def _composition(c: Columns) -> np.ndarray:
@@ -91,20 +164,25 @@ def _composition(c: Columns) -> np.ndarray:
     return ni_capacity(ni) - (share - 0.6) ** 2 / 0.36
 
 
-def _calcination(c: Columns) -> np.ndarray:
+def _calcination(c: Columns, lab: Lab) -> np.ndarray:
     # Above the optimum cation mixing and Li loss set in fast (linear + quadratic: -7.6 mAh/g at
     # +30 °C); below it lithiation is incomplete, a softer loss (-0.7 mAh/g at -30 °C).
-    excess = c["calcination_temp_c"] - optimal_calcination_c(c["ni_fraction"], c["li_source"])
+    time_h = c["calcination_time_h"] if lab.calcination_per_hour_c else 11.0
+    excess = c["calcination_temp_c"] - optimal_calcination_c(
+        c["ni_fraction"], c["li_source"], time_h, lab
+    )
     above = 0.1 * excess + (excess / 14.0) ** 2
     below = (excess / 35.0) ** 2
     return -np.where(excess > 0, above, below)
 
 
-def _li_source(c: Columns) -> np.ndarray:
+def _li_source(c: Columns, lab: Lab) -> np.ndarray:
     # LiOH's low melting point wets the precursor for Ni-rich grades; Li2CO3 costs a few mAh/g,
-    # more at higher Ni (our values: 2 mAh/g at Ni 0.88, 5.2 at 0.96).
-    cost = 2.0 + 40.0 * np.clip(c["ni_fraction"] - 0.88, 0.0, None)
-    return -cost * (np.asarray(c["li_source"]) == "Li2CO3")
+    # more at higher Ni (our values: 2 mAh/g at Ni 0.88, 5.2 at 0.96). The untried-better lab
+    # turns that into a gain (its precursor wants the slower carbonate route): 2 to 3.6 mAh/g.
+    ni_excess = np.clip(c["ni_fraction"] - 0.88, 0.0, None)
+    effect = 2.0 + 20.0 * ni_excess if lab.li2co3_better else -(2.0 + 40.0 * ni_excess)
+    return effect * (np.asarray(c["li_source"]) == "Li2CO3")
 
 
 def _atmosphere(c: Columns) -> np.ndarray:
@@ -114,11 +192,11 @@ def _atmosphere(c: Columns) -> np.ndarray:
     return -cost * (np.asarray(c["atmosphere"]) == "air")
 
 
-def _li_ratio(c: Columns) -> np.ndarray:
+def _li_ratio(c: Columns, lab: Lab) -> np.ndarray:
     # Optimum Li/M 1.03 (a little excess makes up for Li volatilised at calcination). Below it
     # Li vacancies fill with Ni2+ (steep: -4.3 mAh/g at 1.00); above it residual Li compounds
     # and a thicker surface layer (softer: -1.2 mAh/g at 1.06).
-    d = c["li_ratio"] - 1.03
+    d = c["li_ratio"] - lab.li_optimum
     return -np.where(d < 0, 4800.0, 1300.0) * d**2
 
 
@@ -138,7 +216,7 @@ def _dopants(c: Columns) -> np.ndarray:
     return synergy - cost
 
 
-def _coating(c: Columns) -> np.ndarray:
+def _coating(c: Columns, lab: Lab) -> np.ndarray:
     # Thin coatings change initial capacity little (our values): coverage saturates with the
     # amount, the gain peaks at the material's own temperature (COATING) and turns into a loss
     # far from it; a thick layer costs 0.15 mAh/g per 0.1 wt %, a long anneal a little.
@@ -146,7 +224,7 @@ def _coating(c: Columns) -> np.ndarray:
     amount = c["coating_amount"]
     best_c = np.zeros(len(material))
     gain = np.zeros(len(material))
-    for name, (temp_c, best_gain) in COATING.items():
+    for name, (temp_c, best_gain) in lab.coating.items():
         chosen = material == name
         best_c[chosen], gain[chosen] = temp_c, best_gain
     coverage = 1.0 - np.exp(-amount / 0.0015)
@@ -156,20 +234,28 @@ def _coating(c: Columns) -> np.ndarray:
     return np.where(material == "none", 0.0, effect)
 
 
-TERMS: tuple[Term, ...] = (
-    Term("composition", ("ni_fraction", "co_fraction"), _composition),
-    Term("calcination", ("ni_fraction", "li_source", "calcination_temp_c"), _calcination),
-    Term("li_source", ("ni_fraction", "li_source"), _li_source),
-    Term("atmosphere", ("ni_fraction", "atmosphere"), _atmosphere),
-    Term("li_ratio", ("li_ratio",), _li_ratio),
-    Term("calcination_time", ("calcination_time_h",), _calcination_time),
-    Term("dopants", tuple(DOPANT_COST_PER_MOL_PCT), _dopants),
-    Term(
-        "coating",
-        ("coating_material", "coating_amount", "coating_temp_c", "coating_time_h"),
-        _coating,
-    ),
-)
+def terms(lab: Lab = BASELINE) -> tuple[Term, ...]:
+    """The additive parts of ``lab``'s truth."""
+    calcination = ("ni_fraction", "li_source", "calcination_temp_c")
+    if lab.calcination_per_hour_c:
+        calcination += ("calcination_time_h",)
+    return (
+        Term("composition", ("ni_fraction", "co_fraction"), _composition),
+        Term("calcination", calcination, lambda c: _calcination(c, lab)),
+        Term("li_source", ("ni_fraction", "li_source"), lambda c: _li_source(c, lab)),
+        Term("atmosphere", ("ni_fraction", "atmosphere"), _atmosphere),
+        Term("li_ratio", ("li_ratio",), lambda c: _li_ratio(c, lab)),
+        Term("calcination_time", ("calcination_time_h",), _calcination_time),
+        Term("dopants", tuple(DOPANT_COST_PER_MOL_PCT), _dopants),
+        Term(
+            "coating",
+            ("coating_material", "coating_amount", "coating_temp_c", "coating_time_h"),
+            lambda c: _coating(c, lab),
+        ),
+    )
+
+
+TERMS = terms(BASELINE)
 PARAMETERS: tuple[str, ...] = tuple(dict.fromkeys(p for t in TERMS for p in t.parameters))
 _TEXT = {"li_source", "atmosphere", "coating_material"}
 
@@ -187,9 +273,11 @@ def _evaluate(columns: Columns, terms: Sequence[Term]) -> np.ndarray:
     return sum((t.value(columns) for t in terms), np.zeros(n))
 
 
-def true_capacity(recipes: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
+def true_capacity(
+    recipes: pd.DataFrame | Sequence[Mapping[str, Any]], lab: Lab = BASELINE
+) -> np.ndarray:
     """Noise-free initial discharge capacity (mAh/g) of each recipe (one per row)."""
-    return _evaluate(_columns(recipes), TERMS)
+    return _evaluate(_columns(recipes), terms(lab))
 
 
 # -- the exact optimum of a design space ------------------------------------------------------
@@ -209,7 +297,7 @@ def _candidates(space: DesignSpace, name: str) -> np.ndarray:
     return np.asarray(values, dtype=object if isinstance(values[0], str) else float)
 
 
-def _blocks(space: DesignSpace) -> list[tuple[list[str], list[Term]]]:
+def _blocks(space: DesignSpace, lab: Lab) -> list[tuple[list[str], list[Term]]]:
     """Groups of parameters that interact (through a term or a constraint), with their terms."""
     missing = [p for p in PARAMETERS if p not in space.parameters]
     if missing:
@@ -221,7 +309,8 @@ def _blocks(space: DesignSpace) -> list[tuple[list[str], list[Term]]]:
             name = parent[name]
         return name
 
-    links = [t.parameters for t in TERMS]
+    parts = terms(lab)
+    links = [t.parameters for t in parts]
     links += [tuple(n for n, _ in c.terms) for c in space.constraints]
     for group in links:
         for other in group[1:]:
@@ -229,7 +318,7 @@ def _blocks(space: DesignSpace) -> list[tuple[list[str], list[Term]]]:
     blocks: dict[str, list[str]] = {}
     for name in space.parameters:
         blocks.setdefault(root(name), []).append(name)
-    return [(names, [t for t in TERMS if t.parameters[0] in names]) for names in blocks.values()]
+    return [(names, [t for t in parts if t.parameters[0] in names]) for names in blocks.values()]
 
 
 def _grid_chunks(axes: list[np.ndarray]) -> Iterator[list[np.ndarray]]:
@@ -269,7 +358,9 @@ def _block_optimum(
     return best
 
 
-def true_optimum(space: DesignSpace | None = None) -> tuple[dict[str, Any], float]:
+def true_optimum(
+    space: DesignSpace | None = None, lab: Lab = BASELINE
+) -> tuple[dict[str, Any], float]:
     """The best grid recipe of ``space`` (default: the repository's space) and its capacity.
 
     Exact: the truth is a sum of block terms and no constraint crosses blocks, so the best
@@ -278,19 +369,23 @@ def true_optimum(space: DesignSpace | None = None) -> tuple[dict[str, Any], floa
     space = space or DesignSpace.load()
     recipe: dict[str, Any] = {}
     total = 0.0
-    for names, terms in _blocks(space):
-        best, value = _block_optimum(space, names, terms)
+    for names, block_terms in _blocks(space, lab):
+        best, value = _block_optimum(space, names, block_terms)
         recipe.update(best)
         total += value
     values = {n: v.item() if hasattr(v, "item") else v for n, v in recipe.items()}
     for d in space.derived:
         values[d.name] = float(d.compute(values))
     ordered = {name: values[name] for name in space.columns}
-    return ordered, float(true_capacity([ordered])[0])
+    return ordered, float(true_capacity([ordered], lab)[0])
 
 
 __all__ = [
+    "BASELINE",
     "HABITUAL_COATING_TEMP_C",
+    "LABS",
+    "Lab",
+    "lab_named",
     "PARAMETERS",
     "TERMS",
     "optimal_calcination_c",

@@ -1,0 +1,166 @@
+"""The acquisition: blind spots raise the uncertainty, feasibility is unknown far away, the
+trust region follows the batches, probes are capped and marked, the batch is ten bets."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agent.acquisition import (
+    GLOBAL,
+    PROBE,
+    AcquisitionConfig,
+    Evidence,
+    expected_improvement,
+    propose_batch,
+    split_space,
+    trust_length,
+    value_counts,
+)
+from agent.lab import generate_history
+from agent.lab.history import ONE_VALUE
+from agent.learning import LearningConfig, fit, impute
+from agent.space import DesignSpace
+from agent.training_data import TrainingSet
+
+SPACE = DesignSpace.load()
+CONFIG = LearningConfig(n_iter=3, folds=3, ensemble=3, compare=False, seed=1)
+
+
+def training_set(history: pd.DataFrame) -> TrainingSet:
+    measured = history[history["initial_discharge_mah_g"].notna()]
+    tried = history[history["initial_discharge_mah_g"].notna() | (history["status"] == "failed")]
+    return TrainingSet(
+        recipes=measured[list(SPACE.columns)].reset_index(drop=True),
+        capacity_mah_g=measured["initial_discharge_mah_g"].to_numpy(float),
+        sample_ids=measured["sample_id"].tolist(),
+        outcome_recipes=tried[list(SPACE.columns)].reset_index(drop=True),
+        success=tried["initial_discharge_mah_g"].notna().to_numpy(int),
+    )
+
+
+@pytest.fixture(scope="module")
+def history() -> pd.DataFrame:
+    return generate_history(2, 300)
+
+
+@pytest.fixture(scope="module")
+def trained(history):
+    return fit(training_set(history), SPACE, CONFIG)
+
+
+def evidence(history: pd.DataFrame, improved=()) -> Evidence:
+    training = training_set(history)
+    return Evidence(
+        tried=impute(training.outcome_recipes, SPACE),
+        measured=impute(training.recipes, SPACE),
+        capacity_mah_g=training.capacity_mah_g,
+        made=history[list(SPACE.columns)].to_dict("records"),
+        improved=list(improved),
+    )
+
+
+def centre(history: pd.DataFrame) -> dict:
+    """The history's most common recipe values: its centre."""
+    row = {}
+    for name in SPACE.declared:
+        row[name] = history[name].mode().iloc[0]
+    return SPACE.decode(SPACE.encode(row))
+
+
+def test_expected_improvement_rewards_mean_and_doubt():
+    ei = expected_improvement(np.array([210.0, 220.0, 220.0, 230.0]),
+                              np.array([1.0, 1.0, 5.0, 1.0]), best=225.0)  # fmt: skip
+    assert ei[0] < 1e-6  # far below the incumbent, little doubt: nothing to gain
+    assert ei[1] < ei[2]  # same mean, more doubt: more to gain
+    assert ei[3] == pytest.approx(5.0, abs=0.01)  # surely above: the margin
+
+
+def test_trust_region_grows_after_success_halves_after_failure_and_restarts():
+    config = AcquisitionConfig(trust_initial=0.2, trust_min=0.05, trust_max=0.4)
+    assert trust_length([], config) == 0.2
+    assert trust_length([True], config) == 0.4
+    assert trust_length([True, True], config) == 0.4  # capped
+    assert trust_length([False], config) == 0.1
+    assert trust_length([False, False, False], config) == 0.2  # collapsed: restarted
+    assert trust_length([True, False], config) == 0.2
+
+
+def test_one_value_parameters_are_pinned_and_left_to_probes(history):
+    counts = value_counts(SPACE, history)
+    incumbent = centre(history)
+    split = split_space(SPACE, counts, incumbent, probe_until=3)
+    for name, value in ONE_VALUE.items():
+        assert split.known.parameters[name].kind == "fixed"
+        assert split.known.parameters[name].value == value
+        assert value not in split.to_probe[name] and split.to_probe[name]
+    assert split.known.parameters["calcination_temp_c"].kind == "continuous"  # varied: searched
+    # a value tried often enough is known; the incumbent's value always is
+    tried = pd.concat([history] + [history.head(3).assign(atmosphere="air")])
+    assert "atmosphere" not in split_space(SPACE, value_counts(SPACE, tried), incumbent, 3).to_probe
+    assert "atmosphere" in split_space(SPACE, value_counts(SPACE, tried), incumbent, 4).to_probe
+    own = split_space(SPACE, counts, incumbent | {"atmosphere": "air"}, probe_until=3)
+    assert "atmosphere" not in own.to_probe
+
+
+def test_uncertainty_of_an_untried_value_is_at_least_three_times_the_centres(history, trained):
+    model, _ = trained
+    middle = centre(history)
+    rows = [middle, middle | {"atmosphere": "air"}, middle | {"li_source": "Li2CO3"},
+            middle | {"dopant_ti": 0.002}]  # fmt: skip
+    belief = model.belief(SPACE.features(rows))
+    assert (belief.std_mah_g[1:] >= 3 * belief.std_mah_g[0]).all(), belief.std_mah_g
+    # the bootstrap spread of the same GBM does not see it (why the GP is there)
+    bootstrap = model.predict_features(SPACE.features(rows)).std_mah_g
+    assert not (bootstrap[1:] >= 3 * bootstrap[0]).all()
+
+
+def test_success_is_unknown_far_from_tried_recipes_and_likely_near_them(history, trained):
+    model, _ = trained
+    middle = centre(history)
+    far = middle | {"atmosphere": "air", "li_source": "Li2CO3", "calcination_temp_c": 650.0}
+    p_centre, p_far = model.belief(SPACE.features([middle, far])).p_success
+    assert p_centre > 0.85
+    assert abs(p_far - 0.5) < 0.1  # the prior, not the classifier's 1.00
+    assert model.feasibility.classifier_p(SPACE.features([far]))[0] > p_far
+
+
+@pytest.fixture(scope="module")
+def batch(history, trained):
+    model, _ = trained
+    config = AcquisitionConfig(max_probes=2, global_share=0.2, particles=20, iterations=30,
+                               seed=3)  # fmt: skip
+    return propose_batch(model, SPACE, evidence(history), config)
+
+
+def test_a_batch_is_ten_distinct_untried_valid_recipes(history, batch):
+    assert len(batch) == 10
+    keys = {tuple(p.recipe[n] for n in SPACE.declared) for p in batch}
+    assert len(keys) == 10
+    tried = {tuple(r[n] for n in SPACE.declared) for r in evidence(history).made}
+    assert not keys & tried
+    for pick in batch:
+        SPACE.validate(pick.recipe)
+
+
+def test_probes_are_capped_marked_and_alone_in_using_untried_values(history, batch):
+    roles = Counter(p.role for p in batch)
+    assert roles[PROBE] <= 2 and roles[GLOBAL] <= 2
+    for pick in batch:
+        untried = [n for n, v in ONE_VALUE.items() if pick.recipe[n] != v]
+        if pick.role == PROBE:
+            name, _ = pick.probe.split("=")
+            assert untried == [name]  # one parameter moved, and it is named
+        else:
+            assert pick.probe is None and untried == []
+
+
+def test_a_batch_is_ten_bets_not_ten_copies_of_one(batch):
+    means = [p.mean_mah_g for p in batch]
+    assert max(means) - min(means) > 0.05
+    scores = [p.acquisition for p in batch]
+    assert scores[0] == max(scores)  # the best bet first; later ones judged after it
+    assert all(0.0 < p.p_success <= 1.0 and p.std_mah_g > 0 for p in batch)
