@@ -360,10 +360,13 @@ def _region_rmse(
     scaled: np.ndarray, x: np.ndarray, y: np.ndarray, best: dict[str, Any], config: LearningConfig
 ) -> float | None:
     """RMSE of the tuned GBM predicting each region from the others; None with too few rows
-    to leave a region out (a subsample of a small fold can be empty)."""
+    to leave a region out (a subsample of a small training fold can be empty)."""
     if len(y) < MIN_REGION_ROWS:
         return None
     groups = region_folds(scaled, config.folds, config.seed)
+    smallest_fold = len(y) - np.bincount(groups).max()
+    if smallest_fold * best.get("subsample", 1.0) < MIN_REGION_ROWS / 5:
+        return None
     model = GradientBoostingRegressor(random_state=config.seed, **best)
     predicted = cross_val_predict(
         model, x, y, groups=groups, cv=GroupKFold(len(set(groups))), n_jobs=config.n_jobs
