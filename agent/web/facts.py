@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 
 from agent.campaign import missing_samples
 from agent.db import Batch, Experiment, IngestedFile, ModelRun, Result
-from agent.recipes import recipe_path
+from agent.recipes import Z_95, recipe_path
 from agent.report import BatchSummary, batch_summaries
 from agent.status import (
     FailureLine,
@@ -51,6 +51,17 @@ class BatchFacts:
     recipe_file: str | None  # name under settings.recipes, when the file is there
     measured_max_mah_g: float | None
     best_so_far_mah_g: float | None  # best measured up to this batch, history included
+    # the sample predicted best when the batch was proposed, with its 95 % interval
+    predicted: PredictedLine | None = None
+    probes: int = 0  # samples that try a value few or no tried recipes used
+
+
+@dataclass(frozen=True)
+class PredictedLine:
+    sample_id: str
+    mean_mah_g: float
+    low_mah_g: float
+    high_mah_g: float
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,8 @@ class ModelLine:
     cv_rmse: float
     cv_r2: float
     created_at: datetime
+    # the tuned GBM's error on held-out regions: what to expect on recipes unlike the tried
+    region_cv_rmse: float | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +178,7 @@ def batch_facts(engine: Engine, recipes: Path, summaries: SummaryCache) -> list[
             if p.with_result < p.samples
         }
         failures = _failures_by_batch(session)
+        predicted, probes = _predictions_by_batch(session)
     best = summaries.get()
     facts = []
     for p in progress:
@@ -184,9 +198,34 @@ def batch_facts(engine: Engine, recipes: Path, summaries: SummaryCache) -> list[
                 recipe_file=recipe.name if recipe.is_file() else None,
                 measured_max_mah_g=summary.measured_max if summary else None,
                 best_so_far_mah_g=summary.best_so_far if summary else None,
+                predicted=predicted.get(ids[p.number]),
+                probes=probes.get(ids[p.number], 0),
             )
         )
     return facts
+
+
+def _predictions_by_batch(
+    session: Session,
+) -> tuple[dict[int, PredictedLine], dict[int, int]]:
+    rows = session.exec(
+        select(
+            Experiment.batch_id,
+            Experiment.sample_id,
+            Experiment.predicted_mah_g,
+            Experiment.predicted_std_mah_g,
+            Experiment.probe,
+        ).where(Experiment.batch_id.is_not(None), Experiment.predicted_mah_g.is_not(None))
+    ).all()
+    best: dict[int, PredictedLine] = {}
+    probes: dict[int, int] = defaultdict(int)
+    for batch_id, sample_id, mean, std, probe in rows:
+        probes[batch_id] += probe is not None
+        if batch_id in best and best[batch_id].mean_mah_g >= mean:
+            continue
+        half = Z_95 * (std or 0.0)
+        best[batch_id] = PredictedLine(sample_id, mean, mean - half, mean + half)
+    return best, dict(probes)
 
 
 def _failures_by_batch(session: Session) -> dict[int, list[FailureLine]]:
@@ -265,6 +304,7 @@ def model_facts(engine: Engine, limit: int = 20) -> ModelFacts:
                 ModelRun.cv_rmse,
                 ModelRun.cv_r2,
                 ModelRun.created_at,
+                ModelRun.region_cv_rmse,
             )
             .order_by(ModelRun.version.desc())
             .limit(limit)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from sqlmodel import Session, select, update
 
 from agent.config import Settings
+from agent.db import Batch, Experiment, ModelRun
 from agent.recipes import recipe_path
 from agent.web.app import ago, best_chart, create_app
 from agent.web.facts import BatchFacts
@@ -180,3 +182,24 @@ def test_the_best_so_far_chart_puts_the_best_value_highest() -> None:
     assert chart.best[0].y > chart.best[1].y == chart.best[2].y  # SVG y grows downwards
     assert min(p.y for p in chart.measured) == chart.best[1].y
     assert chart.best[0].x < chart.best[1].x < chart.best[2].x <= chart.width - 40
+
+
+def test_a_batch_row_shows_its_best_prediction_with_its_interval_and_probes(
+    client: FlaskClient, engine
+) -> None:
+    with Session(engine) as session:
+        batch_id = session.exec(select(Batch.id).where(Batch.number == 2)).one()
+        session.exec(update(Experiment).where(Experiment.batch_id == batch_id)
+                     .values(predicted_mah_g=221.0, predicted_std_mah_g=1.0))  # fmt: skip
+        session.exec(update(Experiment).where(Experiment.sample_id == "B002-S04")
+                     .values(predicted_mah_g=224.0, predicted_std_mah_g=1.5,
+                             probe="atmosphere=air"))  # fmt: skip
+        session.exec(update(ModelRun).values(region_cv_rmse=4.25))
+        session.commit()
+    page = client.get("/").get_data(as_text=True)
+    second = batch_row(page, 2)
+    assert "224.0 (221.1–226.9)" in second  # 224.0 ± 1.96 x 1.5
+    assert "1 probe of untried values" in second
+    assert "224.0" not in batch_row(page, 1)
+    assert "4.25 mAh/g" in page and "regions it did not see" in page
+
