@@ -17,6 +17,7 @@ from rich.table import Table
 
 from agent import config
 from agent.lab.cli import lab_app
+from agent.lab.truth import LABS
 
 app = typer.Typer(help="labloop: cycler files in, next NCM recipes out.", no_args_is_help=True)
 console = Console()
@@ -401,8 +402,13 @@ def demo(
     seed: Annotated[int, typer.Option(help="virtual lab seed")] = 0,
     pace: Annotated[float, typer.Option(help="seconds between two dropped files")] = 0.3,
     fast: Annotated[bool, typer.Option(help="small learning and swarm budgets")] = False,
+    lab: Annotated[str, typer.Option(help=f"virtual lab: {', '.join(LABS)}")] = "baseline",
 ) -> None:
     """The whole loop, hands-off, on a virtual NCM lab (in ./demo unless --home is given)."""
+    if lab not in LABS:
+        raise typer.BadParameter(
+            f"unknown lab {lab!r}; known: {', '.join(LABS)}", param_hint="--lab"
+        )
     from rich.live import Live
 
     from agent.demo import DemoConfig, run_demo
@@ -430,8 +436,8 @@ def demo(
                 f"results {progress.results} | failed tests {progress.failures}"
             )
 
-        summaries = run_demo(settings, DemoConfig(batches=batches, seed=seed, pace_seconds=pace),
-                             submit_ingest, show)  # fmt: skip
+        demo_config = DemoConfig(batches=batches, seed=seed, pace_seconds=pace, lab=lab)
+        summaries = run_demo(settings, demo_config, submit_ingest, show)
     table = Table("batch", "model", "predicted max", "measured range", "best so far", "MAPE %",
                   "failed", title="what each batch taught")  # fmt: skip
     for s in summaries:

@@ -24,7 +24,7 @@ from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
 from agent.db import Batch, BatchState, IngestedFile, Result, get_engine
 from agent.history import import_history
-from agent.lab import VirtualLab
+from agent.lab import BASELINE, VirtualLab, lab_named, write_history
 from agent.planning import propose_next_batch
 from agent.recipes import read_recipe_file
 from agent.report import BatchSummary, batch_summaries, write_figures
@@ -48,7 +48,10 @@ class DemoConfig:
     seed: int = 0
     # seconds between two exports the lab drops: results arrive over time, not at once
     pace_seconds: float = 0.3
+    # the shipped history; the other labs of the family write their own (seeded) first
     history: Path = DEFAULT_HISTORY
+    # the virtual lab of the family (agent.lab.LABS)
+    lab: str = "baseline"
     # how long one batch may take from recipe file to the next model before giving up
     batch_timeout_seconds: float = 900.0
 
@@ -72,9 +75,13 @@ def run_demo(
     settings.ensure_folders()
     engine = get_engine(settings.database_url)
     space = campaign_space(settings)
-    import_history(engine, config.history, space)
+    truth = lab_named(config.lab)
+    history = config.history
+    if truth is not BASELINE:
+        history = write_history(settings.home / f"history-{truth.name}.csv", config.seed, lab=truth)
+    import_history(engine, history, space)
     propose_next_batch(engine, settings, space, retrain(engine, settings, space))
-    lab = VirtualLab(config.seed, space)
+    lab = VirtualLab(config.seed, space, truth)
     logs = settings.state / "logs"
     workers = stack.Workers(
         [stack.WorkerSpec(("ingest",), 2, "ingest", logs / "ingest-worker.log"),
