@@ -19,8 +19,9 @@ The search (PSO, pyswarms, as in the paper) runs twice on that score:
 **Parameters the history never varied** (one value only, or categorical choices nobody
 tried) are not searched: they stay at their known value, and at most ``max_probes``
 recipes per batch are **probes**: the best recipe with one such parameter moved to an
-untried value, marked in the recipe file. A value counts as known once ``probe_until``
-recipes used it, or when the incumbent uses it.
+untried value (a numeric one at most ``PROBE_STEPS`` grid steps away), marked in the
+recipe file. A value counts as known once ``probe_until`` recipes used it, or when the
+incumbent uses it.
 
 The batch is built from the model's beliefs (**kriging believer**, Ginsbourger et al. 2010):
 after each pick the model pretends the pick was measured at its predicted mean, which
@@ -52,6 +53,10 @@ LOCAL, GLOBAL, PROBE = "local", "global", "probe"
 LOCAL_ITERATIONS = 2 / 3
 # how many of the swarm's best points per region enter the batch building
 POOL = 300
+# a probe of a numeric parameter moves it at most this many grid steps from its known value:
+# the uncertainty grows with distance, so the farthest value would always look best, and a
+# dopant at its maximum says little about the small amounts that are worth making
+PROBE_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,9 @@ def split_space(
                 known_space = known_space.restrict(p.name, allowed)
         elif len(known) < 2:
             value = incumbent[p.name]
-            to_probe[p.name] = [p.at(k) for k in range(p.n_steps + 1) if p.at(k) != value]
+            k = round((value - p.low) / p.step)
+            near = range(max(0, k - PROBE_STEPS), min(p.n_steps, k + PROBE_STEPS) + 1)
+            to_probe[p.name] = [p.at(j) for j in near if j != k]
             known_space = known_space.pin(p.name, value)
     return Split(known_space, to_probe)
 
