@@ -44,7 +44,6 @@ from scipy.stats import norm
 from agent.learning import TrainedModel
 from agent.proposer import Box, explore
 from agent.space import DesignSpace, Recipe
-from agent.space_params import fmt
 
 log = logging.getLogger(__name__)
 
@@ -225,14 +224,15 @@ def propose_batch(
         for recipe in split.known.grid.recipes(explored.grid[:POOL]):
             candidates.setdefault(_key(space, recipe), (recipe, role, None))
     tested = {_key(space, snapped(space, r)) for r in made if _complete(space, r)}
-    bases = [incumbent] + [r for r, role, _ in list(candidates.values())[:1]]
-    for base in bases:
+    # a probe is the incumbent, or the swarm's best new recipe, with one untried value
+    best_new = next(iter(candidates.values()), None)
+    for base in [incumbent] + ([best_new[0]] if best_new else []):
         for name, values in split.to_probe.items():
             for value in values:
                 recipe = snapped(space, {**base, name: value})
                 key = _key(space, recipe)
                 if recipe[name] == value and key not in tested:
-                    candidates.setdefault(key, (recipe, PROBE, f"{name}={fmt(value)}"))
+                    candidates.setdefault(key, (recipe, PROBE, _probe_label(name, value)))
     for key in tested:
         candidates.pop(key, None)
     picks = _believer(model, space, list(candidates.values()), best, config)
@@ -241,6 +241,11 @@ def propose_batch(
         best, length, len(candidates), Counter(p.role for p in picks),
     )  # fmt: skip
     return picks
+
+
+def _probe_label(name: str, value: Any) -> str:
+    """``atmosphere=air``, ``dopant_b=0.0005``: how the recipe file names a probe."""
+    return f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
 
 
 def _complete(space: DesignSpace, recipe: Mapping[str, Any]) -> bool:

@@ -152,8 +152,12 @@ def test_probes_are_capped_marked_and_alone_in_using_untried_values(history, bat
     for pick in batch:
         untried = [n for n, v in ONE_VALUE.items() if pick.recipe[n] != v]
         if pick.role == PROBE:
-            name, _ = pick.probe.split("=")
-            assert untried == [name]  # one parameter moved, and it is named
+            name, value = pick.probe.split("=")
+            assert untried == [name]  # one parameter moved, and it is named as written
+            assert value == str(pick.recipe[name]) or float(value) == pick.recipe[name]
+            p = SPACE.parameters[name]
+            if p.gridded:  # a small step into the unknown, not the far end of the range
+                assert abs(pick.recipe[name] - ONE_VALUE[name]) <= 2 * p.step + 1e-9
         else:
             assert pick.probe is None and untried == []
 
