@@ -1,17 +1,21 @@
 """P(success): will a recipe give a powder worth testing? Unknown where nothing was tried.
 
 A classifier trained on a few dozen failures says 1.00 wherever it saw none, including
-regions no one ever synthesised. `Feasibility` treats feasibility as an unknown constraint
-(as Atlas and Ax's feasibility model do): the classifier's answer counts only as far as
-there are tried recipes nearby, and far from every tried recipe P(success) falls back to a
-prior (default 0.5, "no idea"):
+regions no one ever synthesised, and a failure in a region it otherwise likes barely moves
+it. `Feasibility` treats feasibility as an unknown constraint (as Atlas and Ax's
+feasibility model do): what was tried nearby decides, and far from every tried recipe
+P(success) falls back to a prior (default 0.5, "no idea"):
 
-    P(x) = (n(x) * p_classifier(x) + m * prior) / (n(x) + m)
+    local(x) = (sum_i w_i(x) s_i + m * prior) / (sum_i w_i(x) + m)
+    P(x)     = local(x) * min(1, p_classifier(x) / base rate)
 
-where n(x) is the kernel-weighted number of tried recipes (successes and failed syntheses)
-around x (Gaussian weights, length ``LENGTH`` of each declared range; another choice of a
-categorical is far) and m = ``PRIOR_WEIGHT`` pseudo-recipes. Without a classifier (fewer
-than two failures) p_classifier is the observed success rate, 1.0 when nothing failed.
+where s_i is 1 for a tried recipe that gave a powder and 0 for a failed synthesis, w_i(x)
+a Gaussian weight (length ``LENGTH`` of each declared range; another choice of a
+categorical is far) and m = ``PRIOR_WEIGHT`` pseudo-recipes: one failure next to x halves
+its chance, several make it small. The classifier's factor keeps what it learned across
+the space (a dopant total that fails whatever else the recipe does); it is 1 where the
+classifier is no less sure than the average recipe, and without a classifier (fewer than
+two failures).
 """
 
 from __future__ import annotations
@@ -33,20 +37,23 @@ _CHUNK = 2048  # rows of tried recipes compared at once, to bound memory
 class Feasibility:
     scaling: Scaling
     tried: np.ndarray  # scaled features of every tried recipe
+    success: np.ndarray  # 1 where it gave a powder, 0 where its synthesis failed
     classifier: GradientBoostingClassifier | None
     base_rate: float  # share of tried recipes that succeeded
     prior: float | None  # None: the classifier alone (the paper's behaviour)
     feature_columns: list[str]
 
-    def nearby(self, features: pd.DataFrame) -> np.ndarray:
-        """Kernel-weighted count of tried recipes around each row."""
+    def nearby(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Kernel-weighted counts of tried recipes, and of successes, around each row."""
         x = self.scaling(features)
-        total = np.zeros(len(x))
+        tried, succeeded = np.zeros(len(x)), np.zeros(len(x))
         for start in range(0, len(self.tried), _CHUNK):
             block = self.tried[start : start + _CHUNK]
             d2 = ((x[:, None, :] - block[None, :, :]) ** 2).sum(axis=-1)
-            total += np.exp(-0.5 * d2 / LENGTH**2).sum(axis=1)
-        return total
+            weights = np.exp(-0.5 * d2 / LENGTH**2)
+            tried += weights.sum(axis=1)
+            succeeded += weights @ self.success[start : start + _CHUNK]
+        return tried, succeeded
 
     def classifier_p(self, features: pd.DataFrame) -> np.ndarray:
         if self.classifier is None:
@@ -58,5 +65,6 @@ class Feasibility:
         p = self.classifier_p(features)
         if self.prior is None:
             return p
-        n = self.nearby(features)
-        return (n * p + PRIOR_WEIGHT * self.prior) / (n + PRIOR_WEIGHT)
+        tried, succeeded = self.nearby(features)
+        local = (succeeded + PRIOR_WEIGHT * self.prior) / (tried + PRIOR_WEIGHT)
+        return local * np.minimum(1.0, p / max(self.base_rate, 1e-9))

@@ -385,8 +385,9 @@ def _feasibility(
     if config.feasibility_prior is None or not len(training.success):
         return None
     tried = scaling(space.features(impute(training.outcome_recipes, space)))
+    success = training.success.astype(float)
     return Feasibility(
-        scaling, tried, classifier, float(training.success.mean()), config.feasibility_prior,
+        scaling, tried, success, classifier, float(success.mean()), config.feasibility_prior,
         columns,
     )  # fmt: skip
 

@@ -168,3 +168,23 @@ def test_a_batch_is_ten_bets_not_ten_copies_of_one(batch):
     scores = [p.acquisition for p in batch]
     assert scores[0] == max(scores)  # the best bet first; later ones judged after it
     assert all(0.0 < p.p_success <= 1.0 and p.std_mah_g > 0 for p in batch)
+
+
+def test_failures_nearby_lower_p_success_and_nothing_nearby_is_the_prior():
+    from agent.feasibility import Feasibility
+    from agent.uncertainty import Scaling
+
+    columns = ["calcination_temp_c", "li_ratio"]
+    scaling = Scaling.of(SPACE, columns)
+    tried = pd.DataFrame({"calcination_temp_c": [700.0] * 20 + [800.0] * 3,
+                          "li_ratio": [1.03] * 20 + [1.08] * 3})  # fmt: skip
+    success = np.array([1.0] * 20 + [0.0] * 3)
+    model = Feasibility(scaling, scaling(tried), success, None, success.mean(), 0.5, columns)
+    at = pd.DataFrame({"calcination_temp_c": [700.0, 800.0, 650.0],
+                       "li_ratio": [1.03, 1.08, 0.98]})  # fmt: skip
+    p_tried, p_failed, p_far = model.p_success(at)
+    assert p_tried > 0.9  # twenty successes
+    assert p_failed < 0.2  # three failures
+    assert p_far == pytest.approx(0.5, abs=0.01)  # nothing tried: the prior
+    alone = Feasibility(scaling, scaling(tried), success, None, success.mean(), None, columns)
+    assert alone.p_success(at)[1] > 0.8  # the paper's way: the base rate everywhere
