@@ -124,6 +124,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "paper": {"strategy": "paper"},
     "no-gp": {"uncertainty": "bootstrap"},
     "no-trust-region": {"trust_region": False},
+    "no-global": {"global_share": 0.0},
     "no-feasibility-prior": {"feasibility_prior": None},
     "failures-left-out": {"train_on_failures": False},
 }
@@ -133,6 +134,7 @@ LABELS = {
     "paper": "labloop, strategy=paper",
     "no-gp": "labloop, bootstrap σ (no GP)",
     "no-trust-region": "labloop, no trust region",
+    "no-global": "labloop, no global share",
     "no-feasibility-prior": "labloop, no feasibility prior",
     "failures-left-out": "labloop, failures left out",
     "random": "random",
