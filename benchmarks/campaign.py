@@ -438,8 +438,8 @@ def main() -> None:
                      random_hit_rate(space, lab=lab), config.batch_size, name))  # fmt: skip
         print(f"\nwall time: {wall:.0f} s ({wall / 60:.1f} min), {args.workers} worker process(es)")
         frames.append(frame)
-    if args.trials:
-        pd.concat(frames).to_csv(args.trials, index=False)
+        if args.trials:  # after each lab: a long run stopped later keeps what it did
+            pd.concat(frames).to_csv(args.trials, index=False)
 
 
 if __name__ == "__main__":
