@@ -24,22 +24,10 @@ from agent.lab import generate_history
 from agent.lab.history import ONE_VALUE
 from agent.learning import LearningConfig, fit, impute
 from agent.space import DesignSpace
-from agent.training_data import TrainingSet
+from benchmarks.uncertainty import training_set
 
 SPACE = DesignSpace.load()
 CONFIG = LearningConfig(n_iter=3, folds=3, ensemble=3, compare=False, seed=1)
-
-
-def training_set(history: pd.DataFrame) -> TrainingSet:
-    measured = history[history["initial_discharge_mah_g"].notna()]
-    tried = history[history["initial_discharge_mah_g"].notna() | (history["status"] == "failed")]
-    return TrainingSet(
-        recipes=measured[list(SPACE.columns)].reset_index(drop=True),
-        capacity_mah_g=measured["initial_discharge_mah_g"].to_numpy(float),
-        sample_ids=measured["sample_id"].tolist(),
-        outcome_recipes=tried[list(SPACE.columns)].reset_index(drop=True),
-        success=tried["initial_discharge_mah_g"].notna().to_numpy(int),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +37,11 @@ def history() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def trained(history):
-    return fit(training_set(history), SPACE, CONFIG)
+    return fit(training_set(history, SPACE), SPACE, CONFIG)
 
 
 def evidence(history: pd.DataFrame, improved=()) -> Evidence:
-    training = training_set(history)
+    training = training_set(history, SPACE)
     return Evidence(
         tried=impute(training.outcome_recipes, SPACE),
         measured=impute(training.recipes, SPACE),
