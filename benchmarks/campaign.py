@@ -1,18 +1,19 @@
-"""Sample efficiency on the virtual lab: how fast does each method find good recipes?
+"""Sample efficiency on the virtual labs: how fast does each method find good recipes?
 
-Every method gets the same start, budget and lab, seed by seed: the history
-``generate_history(seed)`` (700 biased past experiments), ``batches`` batches of ten, and
-``VirtualLab(seed)``. Sample ids are ``B001-S01`` ... for every method, so slot k of batch b
-draws the same noise and failure numbers whatever the method (common random numbers).
+Every method gets the same start, budget and lab, seed by seed: the lab's history
+``generate_history(seed, lab=...)`` (700 biased past experiments), ``batches`` batches of
+ten, and ``VirtualLab(seed, lab=...)``. Sample ids are ``B001-S01`` ... for every method,
+so slot k of batch b draws the same noise and failure numbers whatever the method (common
+random numbers).
 
 Methods
 -------
-* **labloop**: the real loop's domain functions, no broker. Per seed a temporary labloop
-  home (SQLite), the history imported with ``import_history``, then per batch ``retrain``
-  + ``propose_next_batch``; the lab tests the batch and each outcome is stored as the Result
-  row ingest would store (`result_row`). Settings are labloop's defaults (environment and
-  labloop.toml ignored) with ``seed`` = the run's seed and the flags' ``pso_iterations``
-  and ``search_iterations``.
+* **labloop** (and its variants): the real loop's domain functions, no broker. Per seed a
+  temporary labloop home (SQLite), the history imported with ``import_history``, then per
+  batch ``retrain`` + ``propose_next_batch``; the lab tests the batch and each outcome is
+  stored as the Result row ingest would store (`result_row`). Settings are labloop's
+  defaults (environment and labloop.toml ignored) with ``seed`` = the run's seed, the
+  variant's changes and the flags' ``pso_iterations`` and ``search_iterations``.
 * **random**: ``space.random(10, rng)`` per batch.
 * **ofat** (one factor at a time, the expert): the incumbent is the best measured recipe so
   far (at first the history's best, snapped onto the grid). Batch b varies one parameter,
@@ -61,9 +62,14 @@ one core (joblib's sequential backend for labloop's learning, BLAS and torch at 
 thread). On the 2-core development machine that is 1.5x faster than one process using both
 cores (2 seeds, labloop + random + BayBE: 304 s vs 459 s), with identical results.
 
-    .venv/bin/python -m benchmarks.campaign --seeds 10 --batches 6 \\
-        --methods labloop,random,ofat,gp --pso-iterations 300 --search-iterations 10 \\
-        --out benchmarks/campaign.png
+    .venv/bin/python -m benchmarks.campaign --seeds 5 --labs baseline,cliff \\
+        --methods labloop,paper,random,ofat,gp --trials trials.csv
+
+Labs (``--labs``) are the virtual family of `agent.lab.LABS`; each prints its tables and
+writes ``campaign-LAB.png`` into ``--out``. labloop runs at its default budgets unless
+``--pso-iterations`` / ``--search-iterations`` say otherwise. Methods ``paper``, ``no-gp``,
+``no-trust-region``, ``no-global``, ``no-feasibility-prior`` and ``failures-left-out`` are
+labloop with settings changed (``VARIANTS``): the paper's strategy and the ablations.
 """
 
 from __future__ import annotations

@@ -202,4 +202,3 @@ def test_a_batch_row_shows_its_best_prediction_with_its_interval_and_probes(
     assert "1 probe of untried values" in second
     assert "224.0" not in batch_row(page, 1)
     assert "4.25 mAh/g" in page and "regions it did not see" in page
-
