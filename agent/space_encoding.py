@@ -178,7 +178,10 @@ class GridCodec:
         exact = span * keep[:, None]
         kept = np.floor(exact + GRID_TOL)
         slack = (span - kept) @ gain - need
-        loss = exact - kept
+        # rounded: equal losses must tie exactly (then the first column wins), whatever float
+        # noise the matrix products of this many rows left; else a row's repair would
+        # depend on which other rows were snapped with it
+        loss = np.round(exact - kept, 9)
         r = np.arange(len(rows))
         for j in np.argsort(-loss, axis=1, kind="stable").T:
             back = (loss[r, j] > GRID_TOL) & (gain[j] <= slack + TOL)
