@@ -199,7 +199,7 @@ def propose_batch(
     model: TrainedModel, space: DesignSpace, evidence: Evidence, config: AcquisitionConfig
 ) -> list[Pick]:
     """The next batch: ``config.n`` distinct untried recipes, best bet first."""
-    mean = model.belief(space.features(evidence.measured)).mean_mah_g
+    mean = model.mean(space.features(evidence.measured))
     best_row = int(np.argmax(mean))
     incumbent = snapped(space, evidence.measured.iloc[best_row].to_dict())
     best = float(mean[best_row])

@@ -125,36 +125,43 @@ class TrainedModel:
 
     def predict_features(self, features: pd.DataFrame) -> Prediction:
         x = features[self.feature_columns].to_numpy(dtype=float)
-        mean = self.regressor.predict(x)
-        members = np.stack([member.predict(x) for member in self.ensemble])
-        std = members.std(axis=0) if len(self.ensemble) > 1 else np.zeros(len(x))
+        return Prediction(self.regressor.predict(x), self._spread(x), self._classifier_p(x))
+
+    def _members(self, x: np.ndarray) -> np.ndarray:
+        """Each bootstrap member's prediction, one row per member."""
+        return np.stack([member.predict(x) for member in self.ensemble])
+
+    def _spread(self, x: np.ndarray) -> np.ndarray:
+        return self._members(x).std(axis=0) if len(self.ensemble) > 1 else np.zeros(len(x))
+
+    def _classifier_p(self, x: np.ndarray) -> np.ndarray:
         if self.classifier is None:
-            p_success = np.ones(len(x))
-        else:
-            p_success = self.classifier.predict_proba(x)[:, 1]
-        return Prediction(mean, std, p_success)
+            return np.ones(len(x))
+        return self.classifier.predict_proba(x)[:, 1]
 
     def predict(self, space: DesignSpace, recipes: list[dict[str, Any]]) -> Prediction:
         return self.predict_features(space.features(recipes))
 
-    def belief(self, features: pd.DataFrame) -> Belief:
-        """GBM mean (corrected by the GP on its residuals), distance-aware uncertainty and
-        feasibility of each row."""
-        x = features[self.feature_columns].to_numpy(dtype=float)
-        mean = self.regressor.predict(x)
+    def mean(self, features: pd.DataFrame) -> np.ndarray:
+        """The GBM's mean, corrected by the GP on its residuals where there is one."""
+        mean = self.regressor.predict(features[self.feature_columns].to_numpy(dtype=float))
         if self.target_gp is not None:
             mean = mean + self.target_gp.correction(features)
+        return mean
+
+    def belief(self, features: pd.DataFrame) -> Belief:
+        """Mean, distance-aware uncertainty and feasibility of each row."""
+        x = features[self.feature_columns].to_numpy(dtype=float)
+        if self.target_gp is not None:
             latent = self.target_gp.latent_std(features)
-        elif len(self.ensemble) > 1:
-            latent = np.stack([member.predict(x) for member in self.ensemble]).std(axis=0)
         else:
-            latent = np.zeros(len(x))
+            latent = self._spread(x)
         std = np.sqrt(latent**2 + self.noise_mah_g**2)
         if self.feasibility is None:
-            p = self.predict_features(features).p_success
+            p = self._classifier_p(x)
         else:
             p = self.feasibility.p_success(features)
-        return Belief(mean, latent, std, p)
+        return Belief(self.mean(features), latent, std, p)
 
     def latent_cov(self, features: pd.DataFrame) -> np.ndarray:
         """Joint uncertainty of the rows' true capacities: the GP posterior covariance, or
@@ -162,10 +169,9 @@ class TrainedModel:
         if self.target_gp is not None:
             return self.target_gp.latent_cov(features)
         x = features[self.feature_columns].to_numpy(dtype=float)
-        members = np.stack([member.predict(x) for member in self.ensemble])
-        if len(members) < 2:
+        if len(self.ensemble) < 2:
             return np.zeros((len(x), len(x)))
-        return np.atleast_2d(np.cov(members, rowvar=False))
+        return np.atleast_2d(np.cov(self._members(x), rowvar=False))
 
 
 @dataclass

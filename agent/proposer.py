@@ -160,11 +160,9 @@ def explore(
     with _SWARM_LOCK, _global_seed(seed):
         rng = np.random.default_rng(seed)
         _run_swarm(space, pool, rng, particles, iterations, dict(options or DEFAULT_OPTIONS), box)
-    points, first = np.unique(np.concatenate(pool.points), axis=0, return_index=True)
-    scores = np.concatenate(pool.scores)[first]
+    points, scores = pool.distinct()
     keep = ~pool._tested(points)
-    order = np.argsort(-scores[keep], kind="stable")
-    return Explored(points[keep][order], scores[keep][order], pool.evaluations)
+    return Explored(points[keep], scores[keep], pool.evaluations)
 
 
 class _Pool:
@@ -227,13 +225,17 @@ class _Pool:
     def _tested(self, grid: np.ndarray) -> np.ndarray:
         return np.array([row.tobytes() in self.tested for row in grid], dtype=bool)
 
-    def pick(self, n: int) -> np.ndarray:
-        """Greedy batch over the whole pool: best first, then the best of what is left at
-        least ``min_distance`` from every pick."""
+    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every distinct point scored so far and its score, best first."""
         points, first = np.unique(np.concatenate(self.points), axis=0, return_index=True)
         scores = np.concatenate(self.scores)[first]
         order = np.argsort(-scores, kind="stable")
-        points, scores = points[order], scores[order]
+        return points[order], scores[order]
+
+    def pick(self, n: int) -> np.ndarray:
+        """Greedy batch over the whole pool: best first, then the best of what is left at
+        least ``min_distance`` from every pick."""
+        points, scores = self.distinct()
         free = ~self._tested(points)
         chosen: list[int] = []
         while len(chosen) < n and free.any():

@@ -6,8 +6,9 @@ nothing about how far a recipe is from what was tried. `TargetGP` supplies the u
 instead: an ARD Gaussian process (Matérn 5/2 + white noise) on the measured capacities,
 inputs scaled by the *declared* ranges of the design space, so every parameter, even one
 the history never varied, has a length scale and moving it away from the data raises the
-uncertainty. ``BENCHMARKS.md`` ("Uncertainty that holds") compares it with the bootstrap on
-held-out folds; it covers close to the nominal share where the bootstrap covers half.
+uncertainty. ``BENCHMARKS.md`` ("Does the stated uncertainty hold?") compares it with the
+bootstrap on held-out folds: within the history both are honest once noise is counted; off
+it, only the GP's uncertainty grows.
 
 Its hyperparameters are fitted on at most ``fit_rows`` rows (the newest experiments first,
 then a seeded draw of the rest) and the fitted kernel is then conditioned on every row:
