@@ -390,8 +390,13 @@ def _feasibility(
 ) -> Feasibility | None:
     if config.feasibility_prior is None or not len(training.success):
         return None
-    tried = scaling(space.features(impute(training.outcome_recipes, space)))
-    success = training.success.astype(float)
+    # left out of training means left out here too: only the successes count as tried
+    kept = (
+        np.ones(len(training.success), bool) if config.train_on_failures else training.success == 1
+    )
+    recipes = training.outcome_recipes[kept]
+    tried = scaling(space.features(impute(recipes.reset_index(drop=True), space)))
+    success = training.success[kept].astype(float)
     return Feasibility(
         scaling, tried, success, classifier, float(success.mean()), config.feasibility_prior,
         columns,

@@ -4,6 +4,7 @@ trust region follows the batches, probes are capped and marked, the batch is ten
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -176,3 +177,14 @@ def test_failures_nearby_lower_p_success_and_nothing_nearby_is_the_prior():
     assert p_far == pytest.approx(0.5, abs=0.01)  # nothing tried: the prior
     alone = Feasibility(scaling, scaling(tried), success, None, success.mean(), None, columns)
     assert alone.p_success(at)[1] > 0.8  # the paper's way: the base rate everywhere
+
+
+def test_failures_left_out_are_out_of_the_feasibility_model_too(history):
+    training = training_set(history, SPACE)
+    assert (training.success == 0).sum() >= 2
+    kept, _ = fit(training, SPACE, CONFIG)
+    left_out, _ = fit(training, SPACE, replace(CONFIG, train_on_failures=False))
+    assert left_out.classifier is None and kept.classifier is not None
+    assert len(left_out.feasibility.tried) == int(training.success.sum())
+    assert left_out.feasibility.success.min() == 1.0
+    assert len(kept.feasibility.tried) == len(training.success)
