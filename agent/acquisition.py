@@ -89,13 +89,12 @@ class Pick:
 @dataclass(frozen=True)
 class Evidence:
     """What the campaign knows: recipes tried (ok or failed synthesis), the measured ones
-    with their capacity, every recipe already made or planned, and per finished batch
-    whether it beat the best measured result before it."""
+    (the model's mean over them picks the incumbent), every recipe already made or planned,
+    and per finished batch whether it beat the best measured result before it."""
 
     tried: pd.DataFrame
     measured: pd.DataFrame
-    capacity_mah_g: np.ndarray
-    made: Sequence[Mapping[str, Any]]
+    made: Sequence[Mapping[str, Any]]  # complete recipes (`agent.planning.known_recipes`)
     improved: Sequence[bool]
 
 
@@ -223,7 +222,7 @@ def propose_batch(
         )  # fmt: skip
         for recipe in split.known.grid.recipes(explored.grid[:POOL]):
             candidates.setdefault(_key(space, recipe), (recipe, role, None))
-    tested = {_key(space, snapped(space, r)) for r in made if _complete(space, r)}
+    tested = {_key(space, snapped(space, r)) for r in made}
     # a probe is the incumbent, or the swarm's best new recipe, with one untried value
     best_new = next(iter(candidates.values()), None)
     for base in [incumbent] + ([best_new[0]] if best_new else []):
@@ -246,10 +245,6 @@ def propose_batch(
 def _probe_label(name: str, value: Any) -> str:
     """``atmosphere=air``, ``dopant_b=0.0005``: how the recipe file names a probe."""
     return f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
-
-
-def _complete(space: DesignSpace, recipe: Mapping[str, Any]) -> bool:
-    return all(recipe.get(name) is not None for name in space.declared)
 
 
 def _believer(

@@ -89,7 +89,6 @@ def gather_evidence(engine: Engine, space: DesignSpace) -> Evidence:
     return Evidence(
         tried=impute(training.outcome_recipes, space),
         measured=impute(training.recipes, space),
-        capacity_mah_g=training.capacity_mah_g,
         made=known_recipes(engine, space),
         improved=batch_improvements(engine),
     )

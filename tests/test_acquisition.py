@@ -46,7 +46,6 @@ def evidence(history: pd.DataFrame, improved=()) -> Evidence:
     return Evidence(
         tried=impute(training.outcome_recipes, SPACE),
         measured=impute(training.recipes, SPACE),
-        capacity_mah_g=training.capacity_mah_g,
         made=history[list(SPACE.columns)].to_dict("records"),
         improved=list(improved),
     )
