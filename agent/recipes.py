@@ -56,11 +56,14 @@ def _cell(value: Any, digits: int | None = None) -> str:
     return f"{value:g}" if digits is None else f"{value:.{digits}f}"
 
 
-def _interval(sample: PlannedSample) -> tuple[float | None, float | None]:
-    if sample.predicted_mah_g is None or sample.uncertainty_mah_g is None:
+def interval_95(
+    predicted_mah_g: float | None, uncertainty_mah_g: float | None
+) -> tuple[float | None, float | None]:
+    """The 95 % interval of a prediction with its 1-sigma uncertainty (None if either is)."""
+    if predicted_mah_g is None or uncertainty_mah_g is None:
         return None, None
-    half = Z_95 * sample.uncertainty_mah_g
-    return sample.predicted_mah_g - half, sample.predicted_mah_g + half
+    half = Z_95 * uncertainty_mah_g
+    return predicted_mah_g - half, predicted_mah_g + half
 
 
 def render(space: DesignSpace, samples: Sequence[PlannedSample]) -> bytes:
@@ -74,7 +77,10 @@ def render(space: DesignSpace, samples: Sequence[PlannedSample]) -> bytes:
                 sample.sample_id,
                 *(_cell(sample.recipe[c]) for c in space.columns),
                 _cell(sample.predicted_mah_g, 1),
-                *(_cell(v, 1) for v in _interval(sample)),
+                *(
+                    _cell(v, 1)
+                    for v in interval_95(sample.predicted_mah_g, sample.uncertainty_mah_g)
+                ),
                 _cell(sample.uncertainty_mah_g, 1),
                 _cell(sample.p_success, 2),
                 _cell(sample.model_version, 0),

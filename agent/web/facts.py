@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 
 from agent.campaign import missing_samples
 from agent.db import Batch, Experiment, IngestedFile, ModelRun, Result
-from agent.recipes import Z_95, recipe_path
+from agent.recipes import interval_95, recipe_path
 from agent.report import BatchSummary, batch_summaries
 from agent.status import (
     FailureLine,
@@ -223,8 +223,7 @@ def _predictions_by_batch(
         probes[batch_id] += probe is not None
         if batch_id in best and best[batch_id].mean_mah_g >= mean:
             continue
-        half = Z_95 * (std or 0.0)
-        best[batch_id] = PredictedLine(sample_id, mean, mean - half, mean + half)
+        best[batch_id] = PredictedLine(sample_id, mean, *interval_95(mean, std or 0.0))
     return best, dict(probes)
 
 
