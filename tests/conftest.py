@@ -19,7 +19,9 @@ from agent.sample_ids import format_sample_id
 from tests.synthetic import write_history
 
 REPO = Path(__file__).resolve().parents[1]
-CYCLER_FILES = REPO.parent / "shared" / "cycler_files"
+# real exports from BEEP (Apache-2.0) and cellpy (MIT), copied unmodified with their
+# SOURCES.md, so the tests pass in a plain clone
+CYCLER_FILES = REPO / "tests" / "data" / "cycler_files"
 POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 

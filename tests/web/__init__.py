@@ -25,11 +25,11 @@ from agent.db import Batch, BatchState, ModelRun
 from agent.ingest import Ingestor
 from agent.recipes import PlannedSample, recipe_path, write_recipe_file
 from agent.space import DesignSpace
-from tests.conftest import add_batch
+from tests.conftest import CYCLER_FILES, add_batch
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-# a real export of a format labloop does not read (BEEP test data, Apache-2.0; tests/data)
-NOVONIX = DATA / "novonix" / "test_Nova_Form-CH01-01_short.csv"
+# a real export of a format labloop does not read (BEEP test data, Apache-2.0)
+NOVONIX = CYCLER_FILES / "novonix" / "test_Nova_Form-CH01-01_short.csv"
 COMPARISON = {
     name: {"RMSE train": rmse / 2, "RMSE test": rmse, "R2 train": 0.97, "R2 test": r2}
     for name, rmse, r2 in (("DT", 6.125, 0.41), ("RF", 4.25, 0.63), ("GBM", 3.456, 0.78),
