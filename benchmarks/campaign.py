@@ -427,6 +427,7 @@ def main() -> None:
     if "gp" in methods:
         print(f"gp: {labels['gp']}, {config.candidates} candidates per batch")
     frames = []
+    args.out.mkdir(parents=True, exist_ok=True)
     for name in labs:
         lab, lab_config = LABS[name], replace(config, lab=name)
         started = time.perf_counter()
@@ -437,15 +438,15 @@ def main() -> None:
             for s in range(args.seeds)
         }
         frame = trials_frame(trials).assign(lab=name)
+        frames.append(frame)
+        if args.trials:  # after each lab and before any report: a later crash keeps the runs
+            pd.concat(frames).to_csv(args.trials, index=False)
         shown = {m: labels[m] for m in methods}
         figure = args.out / f"campaign-{name}.png"
         print(f"\n## lab '{name}': {lab.description}\n")
         print(report(frame, baselines, true_optimum(space, lab)[1], shown, args.batches, figure,
                      random_hit_rate(space, lab=lab), config.batch_size, name))  # fmt: skip
         print(f"\nwall time: {wall:.0f} s ({wall / 60:.1f} min), {args.workers} worker process(es)")
-        frames.append(frame)
-        if args.trials:  # after each lab: a long run stopped later keeps what it did
-            pd.concat(frames).to_csv(args.trials, index=False)
 
 
 if __name__ == "__main__":
