@@ -1,5 +1,6 @@
 """Arbin CSV exports: MITS headers with units (``Current(A)``, ``Charge_Capacity(Ah)``) and
-BEEP-style headers without them (``Current``, ``Charge_Capacity``: A and Ah).
+BEEP-style headers without them (``Current``, ``Charge_Capacity``: A and Ah). Comma-separated,
+or semicolon-separated with decimal commas as a European locale writes them.
 
 Arbin's charge and discharge capacities are counters that run through a cycle and restart at
 the next one, so a step's capacity is the counter's rise over its rows.
@@ -12,7 +13,7 @@ import re
 from pathlib import Path
 
 from agent.cycler.base import FirstCycle, ReadError
-from agent.cycler.parsing import Columns, guard, open_text
+from agent.cycler.parsing import Columns, csv_dialect, delimiter_of, guard, open_text
 from agent.cycler.steps import (
     CounterDelta,
     FirstCycleTracker,
@@ -28,6 +29,11 @@ _UNIT = re.compile(r"\s*\(([^)]*)\)\s*$")
 _SCALE = {"a": 1000.0, "ma": 1.0, "ah": 1000.0, "mah": 1.0, "v": 1.0, "mv": 0.001}
 _DEFAULT_UNIT = {"current": "a", "voltage": "v"}
 _NEEDED = ("cycle_index", "current", "voltage", "charge_capacity", "discharge_capacity")
+_NO_INDEX = (
+    "the row does not say which cycle and step it belongs to, so the first cycle cannot be told "
+    "from the later ones; export the channel's data again as Arbin writes it, with "
+    "Cycle_Index and Step_Index filled on every row"
+)
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -45,16 +51,24 @@ def _normalise(name: str) -> str:
 
 def sniff(head_text: str) -> bool:
     first = next(iter(head_text.lstrip("\ufeff").splitlines()), "")
-    names = {_normalise(name) for name in first.split(",")}
+    names = {_normalise(name) for name in first.split(delimiter_of(first))}
     return set(_NEEDED) <= names and bool(names & {"step_index", "data_point"})
 
 
 @guard(FORMAT)
 def read(path: Path) -> FirstCycle:
     with open_text(path) as handle:
-        rows = csv.reader(handle)
+        delimiter, decimal_comma = csv_dialect(handle)
+        rows = csv.reader(handle, delimiter=delimiter)
         header = next(rows, [])
-        cols = Columns(FORMAT, header, normalise=_normalise, full_rows=True)
+        cols = Columns(
+            FORMAT,
+            header,
+            normalise=_normalise,
+            decimal_comma=decimal_comma,
+            full_rows=True,
+            empty_means={"cycle_index": _NO_INDEX, "step_index": _NO_INDEX},
+        )
         for key in _NEEDED:
             cols.find(key, key)
         cols.find("data_point", "data_point", required=False)

@@ -7,6 +7,11 @@
 
 What a row is doing comes from the current's sign (I/mA > 0 charges, i.e. oxidises the working
 electrode), except rows of an impedance scan (freq/Hz > 0) and rows whose mode is 3 (rest).
+The ``.mpr`` of a GCPL run (EC-Lab's galvanostatic cycling) has no current column: there the
+current is the mean over each row's interval of the charge the row passed, ``dq/mA.h`` (else the
+step of ``(Q-Qo)/mA.h``) over the step of ``time/s``, which is how EC-Lab computes ``<I>/mA``
+for the ``.mpt`` export of the same run. ``control/V/mA`` is not used for this: it holds a
+voltage, not a current, during a potentiostatic step.
 ``mode`` is read as ``int(value) & 3`` because some exports (BEEP's BT-Lab CSV among them) write
 the whole EC-Lab flag byte into ``mode``/``ox``/``error``: there 21 means CC + oxidation, 17 CC +
 reduction, 6 CV + oxidation, 7 and 23 rest. The ox/red flag itself is not needed.
@@ -25,10 +30,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
+import numpy.typing as npt
 from galvani import BioLogic
 
 from agent.cycler.base import FirstCycle, ReadError
-from agent.cycler.parsing import Columns, guard, open_text, parse_float
+from agent.cycler.parsing import Columns, delimiter_of, guard, open_text, parse_float
 from agent.cycler.steps import (
     IMPEDANCE,
     REST,
@@ -164,7 +171,7 @@ def _header(handle: TextIO) -> tuple[list[str], list[str], str, int]:
     """(header lines before the table, column names, delimiter, lines consumed)."""
     first = handle.readline()
     if first.strip().lstrip("\ufeff") not in _ASCII_MAGIC:
-        delimiter = max(("\t", ";", ","), key=first.count)
+        delimiter = delimiter_of(first, "\t;,")
         return [], _split_names(first, delimiter), delimiter, 1
     match = _NB_HEADER.match(handle.readline())
     if match is None:
@@ -230,7 +237,39 @@ def read_mpr(path: Path) -> FirstCycle:
             arrays[key] = data[name].tolist()
     if "mode" not in arrays and "flags" in fields:
         arrays["mode"] = mpr.get_flag("mode").tolist()  # galvani >= 0.5 keeps flags packed
+    if "current" not in arrays and "time/s" in fields:  # a GCPL .mpr: derive it
+        passed = _charge_per_row(arrays)
+        if passed is not None:
+            arrays["current"] = current_from_charge(data[fields["time/s"]], passed).tolist()
     model = _RowModel(MPR_FORMAT, list(arrays))
     columns = [(key, arrays[key]) for key in model.columns]
     rows = ({key: float(column[i]) for key, column in columns} for i in range(len(data)))
     return _track(MPR_FORMAT, model, rows).result()
+
+
+def _charge_per_row(arrays: Mapping[str, Sequence[float]]) -> npt.NDArray[np.float64] | None:
+    """The signed charge (mAh) each row passed: ``dq/mA.h``, else the step of ``(Q-Qo)/mA.h``."""
+    if "dq" in arrays:
+        return np.asarray(arrays["dq"], dtype=float)
+    if "q_net" in arrays:
+        net = np.asarray(arrays["q_net"], dtype=float)
+        return np.diff(net, prepend=net[:1])
+    return None
+
+
+def current_from_charge(
+    time_s: npt.ArrayLike, charge_mah: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
+    """Mean current (mA) over each row's interval from the charge (mAh) the row passed.
+
+    The first row has no interval: 0 unless it passed charge. A row whose clock did not advance
+    keeps only the sign of its charge (a huge current of that sign), which is all a row's kind
+    needs.
+    """
+    time = np.asarray(time_s, dtype=float)
+    charge = np.asarray(charge_mah, dtype=float)
+    elapsed = np.diff(time, prepend=time[:1]).clip(min=0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        current = charge * 3600.0 / elapsed
+    # 0/0 (no charge, no time) is no current; q/0 becomes the largest float of q's sign
+    return np.nan_to_num(current, nan=0.0)

@@ -1,18 +1,20 @@
 """Which reader a file needs, decided from its content (never its name).
 
-Only the first 64 KiB are read: magic bytes for binaries, then the header lines of the text.
-Files that are recognised but not supported raise UnsupportedFormat saying what they are.
+Only the first 64 KiB are read: magic bytes for binaries, then the header lines of the text (and,
+for a zip archive, its member list). Files that are recognised but not supported raise
+UnsupportedFormat saying what they are and what to drop instead.
 """
 
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 from agent.cycler import arbin, biologic, maccor, neware, sheet
 from agent.cycler.base import ReadError, UnsupportedFormat
-from agent.cycler.parsing import decode_head, read_head
+from agent.cycler.parsing import decode_head, delimiter_of, read_head
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ _TEXT_FORMATS: tuple[tuple[str, Callable[[str], bool]], ...] = (
     (sheet.FORMAT, sheet.sniff),
 )
 _ACCESS_DB = (b"Standard Jet DB", b"Standard ACE DB")
+_GZIP = b"\x1f\x8b"
 # control bytes other than tab, newline, form feed and carriage return
 _CONTROL = bytes(set(range(32)) - {9, 10, 12, 13})
 _PREFIX = "unsupported format: "
@@ -41,7 +44,12 @@ def detect(path: Path) -> str:
     if biologic.sniff_mpr(head):
         return biologic.MPR_FORMAT
     if head.startswith(b"PK\x03\x04"):
-        raise UnsupportedFormat(_PREFIX + "zip archive (.xlsx?) — export as CSV")
+        raise UnsupportedFormat(_PREFIX + _zip_archive(Path(path)))
+    if head.startswith(_GZIP):
+        raise UnsupportedFormat(
+            _PREFIX + "gzip-compressed file (.gz): unpack it (gunzip, 7-Zip) and drop the "
+            "export that comes out"
+        )
     if any(magic in head[:64] for magic in _ACCESS_DB):
         raise UnsupportedFormat(_PREFIX + "Arbin .res binary (MS Access database)")
     if _is_binary(head):
@@ -69,6 +77,22 @@ def _sniffs(sniff: Callable[[str], bool], text: str) -> bool:
         return False
 
 
+def _zip_archive(path: Path) -> str:
+    """What a zip archive is, from its member names (the directory at its end, not the data)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except Exception:  # a damaged archive: its member list cannot be read, it is just a zip
+        names = []
+    # an .ndax holds data.ndc (and step, run-info and aux .ndc files) with a few .xml files
+    if any(name.lower().endswith(".ndc") for name in names):
+        return (
+            "Neware NDAX binary (.ndax), which labloop cannot read: export the test from "
+            "Neware's BTSDA as .csv and drop that"
+        )
+    return "zip archive (.xlsx?) — export as CSV"
+
+
 def _is_binary(head: bytes) -> bool:
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return False  # UTF-16 text: NUL bytes are expected
@@ -85,6 +109,17 @@ def _recognised_unsupported(text: str) -> str | None:
         return "Novonix HPC export ([Summary] block)"
     if any(line.startswith("TestRegime") and "," in line for line in lines):
         return "PEC tester CSV (key,value header with 'TestRegime')"
-    if lines and {"test_id", "schedule_file_name"} <= {f.strip() for f in lines[0].split(",")}:
-        return "Arbin test metadata (no data: drop the data CSV of the test)"
+    if "<MaccorTestProcedure" in text[:4096]:
+        return (
+            "a Maccor test procedure, not a data export: export the test's data from Maccor "
+            "as a text file and drop that"
+        )
+    first = lines[0] if lines else ""
+    # names compared in any case: the sheet turns up with them in lower and in upper case
+    names = {field.strip().lower() for field in first.split(delimiter_of(first))}
+    if {"test_id", "schedule_file_name"} <= names:
+        return (
+            "Arbin metadata sheet: drop the channel's data export (the CSV of the same test "
+            "with Cycle_Index, Voltage, Charge_Capacity ... columns) instead"
+        )
     return None

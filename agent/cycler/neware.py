@@ -7,7 +7,8 @@
   rows with two. The first charge and discharge come from the step layer (Step Type, Capacity,
   onset and end voltage); the record layer gives the rows and the voltage range.
 
-Step Type names the step (``CC Chg``, ``CCCV Chg``, ``CC DChg``, ``Rest`` ...).
+Step Type names the step (``CC Chg``, ``CCCV Chg``, ``CC DChg``, ``Rest`` ...). Both kinds come
+comma-separated, or semicolon-separated with decimal commas as a European locale writes them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agent.cycler.base import FirstCycle, ReadError, StepSummary
-from agent.cycler.parsing import Columns, CsvRows, guard, open_text
+from agent.cycler.parsing import Columns, CsvRows, csv_dialect, delimiter_of, guard, open_text
 from agent.cycler.steps import (
     CHARGE,
     DISCHARGE,
@@ -40,7 +41,8 @@ _UNIT = re.compile(r"\((m?)(a|ah|v)\)$")
 
 def _first_fields(head_text: str, count: int) -> list[list[str]]:
     lines = head_text.lstrip("\ufeff").splitlines()[:count]
-    return [[field.strip().lower() for field in fields] for fields in csv.reader(lines)]
+    rows = csv.reader(lines, delimiter=delimiter_of(lines[0] if lines else ""))
+    return [[field.strip().lower() for field in fields] for fields in rows]
 
 
 def _is_layered(header: Sequence[Sequence[str]]) -> bool:
@@ -90,11 +92,12 @@ def _scale(column: str) -> float:
 @guard(FORMAT)
 def read(path: Path) -> FirstCycle:
     with open_text(path) as handle:
-        rows = csv.reader(handle)
+        delimiter, decimal_comma = csv_dialect(handle)
+        rows = csv.reader(handle, delimiter=delimiter)
         header = [next(rows, []) for _ in range(3)]
         if _is_layered([[field.strip().lower() for field in fields] for fields in header]):
-            return _read_layered(rows, header)
-        return _read_flat(_chain(header[1:], rows), header[0])
+            return _read_layered(rows, header, decimal_comma)
+        return _read_flat(_chain(header[1:], rows), header[0], decimal_comma)
 
 
 def _chain(first: list[list[str]], rows: CsvRows) -> Iterator[tuple[int, list[str]]]:
@@ -108,8 +111,10 @@ def _chain(first: list[list[str]], rows: CsvRows) -> Iterator[tuple[int, list[st
 # -- flat record export ------------------------------------------------------------------------
 
 
-def _read_flat(rows: Iterator[tuple[int, list[str]]], header: list[str]) -> FirstCycle:
-    cols = Columns(FORMAT, header, full_rows=True)
+def _read_flat(
+    rows: Iterator[tuple[int, list[str]]], header: list[str], decimal_comma: bool
+) -> FirstCycle:
+    cols = Columns(FORMAT, header, decimal_comma=decimal_comma, full_rows=True)
     cols.find("cycle", "cycle index", "cycle id")
     cols.find("step", "step index", "step id")
     cols.find("type", "step type")
@@ -168,11 +173,11 @@ class _Step:
     end_v: float
 
 
-def _read_layered(rows: CsvRows, header: list[list[str]]) -> FirstCycle:
-    cycle_cols = Columns(FORMAT, header[0])
+def _read_layered(rows: CsvRows, header: list[list[str]], decimal_comma: bool) -> FirstCycle:
+    cycle_cols = Columns(FORMAT, header[0], decimal_comma=decimal_comma)
     cycle_cols.find("cycle", "cycle index")
     cycle_cols.check()
-    step_cols = Columns(FORMAT, header[1])
+    step_cols = Columns(FORMAT, header[1], decimal_comma=decimal_comma)
     step_cols.find("number", "step number", "step index")
     step_cols.find("type", "step type")
     step_cols.find("capacity", "capacity(ah)", "capacity(mah)")
@@ -180,7 +185,7 @@ def _read_layered(rows: CsvRows, header: list[list[str]]) -> FirstCycle:
     step_cols.find("end", "end voltage(v)")
     step_cols.find("spec", "spec. cap.(mah/g)", "specific capacity(mah/g)", required=False)
     step_cols.check()
-    record_cols = Columns(FORMAT, header[2])
+    record_cols = Columns(FORMAT, header[2], decimal_comma=decimal_comma)
     record_cols.find("record", "datapoint", "data point", required=False)
     record_cols.find("current", "current(a)", "current(ma)")
     record_cols.find("voltage", "voltage(v)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import functools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
@@ -69,6 +69,21 @@ def open_text(path: Path) -> Iterator[TextIO]:
         yield handle
 
 
+def delimiter_of(line: str, candidates: str = ",;") -> str:
+    """The field separator of a header line: the candidate it holds most (the first on a tie)."""
+    return max(candidates, key=line.count)
+
+
+def csv_dialect(handle: TextIO) -> tuple[str, bool]:
+    """(delimiter, decimal_comma) of a comma or semicolon CSV, from its first line; rewinds.
+
+    European locales write CSV with ``;`` between fields and a decimal comma in numbers.
+    """
+    delimiter = delimiter_of(handle.readline())
+    handle.seek(0)
+    return delimiter, delimiter == ";"
+
+
 def parse_float(text: str, *, decimal_comma: bool = False) -> float:
     """A finite float; ValueError otherwise. ``decimal_comma`` also accepts 3,81 for 3.81."""
     cleaned = text.strip()
@@ -95,6 +110,7 @@ class Columns:
         normalise: Callable[[str], str] = lambda name: name.strip().lower(),
         decimal_comma: bool = False,
         full_rows: bool = False,
+        empty_means: Mapping[str, str] | None = None,
     ) -> None:
         self.fmt = fmt
         self.header = [name.strip() for name in header]
@@ -104,6 +120,8 @@ class Columns:
         self.decimal_comma = decimal_comma
         # for formats that write every field, a row shorter than the header is a truncated line
         self._min_fields = len(self.header) if full_rows else 0
+        # per column key, what an empty field there means and what to do (added to the error)
+        self._empty_means = dict(empty_means or {})
 
     def find(self, key: str, *names: str, required: bool = True) -> bool:
         """Register column ``key`` under the first of ``names`` (already normalised) present."""
@@ -145,6 +163,10 @@ class Columns:
 
     def number(self, row: Sequence[str], key: str, line: int) -> float:
         raw = row[self._index[key]]
+        if not raw.strip():
+            means = self._empty_means.get(key)
+            meaning = f": {means}" if means else ""
+            raise ReadError(f"{self.fmt}: line {line}: {self.name(key)} is empty{meaning}")
         try:
             return parse_float(raw, decimal_comma=self.decimal_comma)
         except ValueError:

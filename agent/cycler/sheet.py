@@ -19,7 +19,7 @@ import csv
 from pathlib import Path
 
 from agent.cycler.base import FailureClass, Outcome, ReadError, SheetRow
-from agent.cycler.parsing import guard, open_text, parse_float
+from agent.cycler.parsing import delimiter_of, guard, open_text, parse_float
 
 FORMAT = "result-sheet"
 
@@ -37,7 +37,7 @@ _BLANK = {"", "-", "none", "n/a", "na"}
 def _header(line: str) -> tuple[list[str], str]:
     """The header's column names as written (stripped) and the delimiter."""
     line = line.rstrip("\r\n").lstrip("\ufeff")
-    delimiter = max((",", ";", "\t"), key=line.count)
+    delimiter = delimiter_of(line, ",;\t")
     fields = next(csv.reader([line], delimiter=delimiter), [])
     return [field.strip() for field in fields], delimiter
 

@@ -281,7 +281,7 @@ def test_arbin_mits_headers_with_units(local_data: Path) -> None:
     [
         ("novonix/test_Nova_Form-CH01-01_short.csv", "Novonix"),
         ("pec/Test25205.csv", "PEC"),
-        ("arbin/FastCharge_000025_CH8_Metadata.csv", "Arbin test metadata"),
+        ("arbin/FastCharge_000025_CH8_Metadata.csv", "Arbin metadata sheet"),
     ],
 )
 def test_recognised_but_unsupported_exports(cycler_files: Path, relative: str, word: str) -> None:
