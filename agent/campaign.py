@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from agent.config import Settings
+from agent.cycler.base import FailureClass
 from agent.db import Batch, BatchState, Experiment, ModelRun, Result, utcnow
 from agent.space import DesignSpace
 
@@ -22,10 +23,14 @@ log = logging.getLogger(__name__)
 
 _BEFORE_COMPLETE = (BatchState.PROPOSED, BatchState.RUNNING)
 
+# a rest- or impedance-only file is recorded as failed / untested, but the sample's test has not
+# run yet: such a result neither completes its sample nor enters the training set
+TEST_RAN = Result.failure_class.is_distinct_from(FailureClass.UNTESTED)
+
 
 def missing_samples(session: Session, batch_id: int) -> list[str]:
-    """Sample ids of the batch that have no result yet (ok or failed)."""
-    has_result = exists().where(Result.experiment_id == Experiment.id)
+    """Sample ids of the batch that have no result of a test yet (ok or failed)."""
+    has_result = exists().where(Result.experiment_id == Experiment.id, TEST_RAN)
     return list(
         session.exec(
             select(Experiment.sample_id)

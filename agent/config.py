@@ -63,14 +63,28 @@ class Settings(BaseSettings):
     cutoff_tolerance_v: float = Field(default=0.05, ge=0)
     plausible_min_mah_g: float = 50.0
     plausible_max_mah_g: float = 300.0
+    # a cathode's first discharge gives back less than its first charge put in; above this
+    # coulombic efficiency the numbers are an artifact
+    plausible_max_ce: float = Field(default=1.1, gt=0)
+    # a first discharge that ends this far above discharge_cutoff_v ran another protocol
+    discharge_end_margin_v: float = Field(default=0.2, ge=0)
+    # a first "charge" below this is a residual current, not a charge
+    min_charge_mah_g: float = Field(default=1.0, ge=0)
+    # a discharge from open circuit before the first charge, at most this fraction of that
+    # charge, is a conditioning step and skipped; a larger one means the test discharges first
+    conditioning_max_fraction: float = Field(default=0.05, ge=0)
+    # a test whose voltage never reaches this is not of a cathode (an anode half cell)
+    cathode_min_v: float = 2.5
 
     # a worker holds a file this long; if it dies, another may take the file over after it
     ingest_lease_seconds: float = Field(default=120.0, gt=0)
     # Redis: a task whose worker died unacknowledged is delivered again after this long
     broker_visibility_timeout_seconds: float = Field(default=300.0, gt=0)
 
-    # watcher: a file is complete when its size and mtime have not changed for this long
-    settle_seconds: float = Field(default=1.0, ge=0)
+    # watcher: where no close-write is seen (polling, files found by a scan, empty files) a
+    # file is complete once its size and mtime have not changed for this long; a network
+    # copy pauses for seconds between chunks (on inotify, closed files go in 0.2 s)
+    settle_seconds: float = Field(default=10.0, ge=0)
     # watcher: use polling instead of inotify (network shares where events do not arrive)
     polling: bool = False
     poll_interval_seconds: float = Field(default=1.0, gt=0)

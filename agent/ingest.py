@@ -76,13 +76,7 @@ class Ingestor:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine or get_engine(settings.database_url)
-        self.protocol = Protocol(
-            charge_cutoff_v=settings.charge_cutoff_v,
-            discharge_cutoff_v=settings.discharge_cutoff_v,
-            tolerance_v=settings.cutoff_tolerance_v,
-            plausible_min_mah_g=settings.plausible_min_mah_g,
-            plausible_max_mah_g=settings.plausible_max_mah_g,
-        )
+        self.protocol = Protocol.from_settings(settings)
         self.space = DesignSpace.load(settings.design_space)
 
     # -- entry point -------------------------------------------------------------------------

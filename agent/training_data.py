@@ -10,6 +10,8 @@ How each kind of result enters training (README, "How results teach the model"):
   both models. A later ok re-test of the same sample counts as usual.
 * ``failed / measurement``: an artifact (aborted test, cutoff not reached, implausible
   value): flagged and left out of both models.
+* ``failed / untested``: the file held no charge and no discharge (rest, impedance only):
+  the test has not run yet, so it is left out as if there were no result.
 * an experiment with no result yet, or a historical row without a measurement
   (under-reported): left out, counted as ``unmeasured``.
 """
@@ -23,6 +25,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from agent.campaign import TEST_RAN
 from agent.db import Experiment, Result
 
 
@@ -64,7 +67,7 @@ def load_training_set(engine: Engine) -> TrainingSet:
         ).all()
         results = session.exec(
             select(Result.experiment_id, Result.outcome, Result.failure_class,
-                   Result.discharge_mah_g)
+                   Result.discharge_mah_g).where(TEST_RAN)
         ).all()  # fmt: skip
     frame = pd.DataFrame(
         results, columns=["experiment_id", "outcome", "failure_class", "discharge_mah_g"]

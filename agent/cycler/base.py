@@ -33,6 +33,9 @@ class FailureClass(StrEnum):
     CELL = "cell"
     # the test is an artifact (aborted, cutoff not reached, implausible): flagged, not learned
     MEASUREMENT = "measurement"
+    # the file holds no charge and no discharge (rest, impedance): recorded, but the sample's
+    # cycling test has not run yet, so it neither completes the sample nor teaches the model
+    UNTESTED = "untested"
 
 
 class MassSource(StrEnum):
@@ -69,8 +72,12 @@ class FirstCycle:
     test_name: str | None = None
     # active mass if the file carries it, in mg
     active_mass_mg: float | None = None
-    # True when the first current step of the test is a discharge (anode half cell, wrong program)
+    # True when the first current step of the test is a discharge (anode half cell, wrong program,
+    # or a short conditioning discharge from open circuit)
     discharge_first: bool = False
+    # only when discharge_first: the first discharge after the first charge, which is the first
+    # cycle's discharge when the discharge before the charge was a conditioning step
+    discharge_after_charge: StepSummary | None = None
     # data seen besides charge/discharge, e.g. {"rest", "impedance"}: explains an empty test
     other_steps: frozenset[str] = field(default_factory=frozenset)
     rows_read: int = 0

@@ -1,25 +1,36 @@
 """Judge a cell test against the lab's protocol: ok, or failed with a class and a reason.
 
-The rules, in order (the first that applies wins):
+A short conditioning discharge from open circuit before the first charge (at most
+``conditioning_max_fraction`` of that charge) is skipped: the first cycle is then the first
+charge and the discharge after it. The rules, in order (the first that applies wins):
 
-1. no charge and no discharge at all (rest / impedance only) -> failed, cell: "no discharge"
-2. the test discharges before it charges (an anode half cell, a wrong program) -> failed,
+1. the voltage never reaches ``cathode_min_v`` (an anode half cell) -> failed, measurement:
+   not a cathode first-cycle test
+2. no charge and no discharge at all (rest / impedance only, or a residual current below
+   ``min_charge_mah_g``) -> failed, untested: recorded, but the sample's test has not run yet
+3. the test discharges before it charges (an anode half cell, a wrong program) -> failed,
    measurement: not a cathode first-cycle test
-3. first charge never reached the charge cutoff and passed more charge than the
+4. first charge never reached the charge cutoff and passed more charge than the
    material can hold (> plausible max) -> failed, cell: "short circuit"
-4. charged but never discharged -> failed, cell: "no discharge after charge"
-5. the file ends inside the first discharge above the discharge cutoff -> failed,
+5. a first "charge" below ``min_charge_mah_g`` (a residual current) and a discharge that is
+   not a dead cell's -> failed, measurement
+6. charged but never discharged -> failed, cell: "no discharge after charge"
+7. the file ends inside the first discharge above the discharge cutoff -> failed,
    measurement: "test aborted during the first discharge"
-6. the first charge ended below the charge cutoff -> failed, measurement:
+8. the first discharge stopped more than ``discharge_end_margin_v`` above the discharge
+   cutoff -> failed, measurement
+9. the first charge ended below the charge cutoff -> failed, measurement:
    "charge cutoff never reached"
-7. first discharge below 1 mAh/g -> failed, cell: "dead cell"
-8. first discharge outside the plausible window -> failed, measurement
-9. otherwise ok.
+10. first discharge below 1 mAh/g -> failed, cell: "dead cell"
+11. coulombic efficiency above ``plausible_max_ce`` -> failed, measurement
+12. first discharge outside the plausible window -> failed, measurement
+13. otherwise ok.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING
 
 from agent.cycler.base import (
     FailureClass,
@@ -30,18 +41,33 @@ from agent.cycler.base import (
     StepSummary,
 )
 
+if TYPE_CHECKING:
+    from agent.config import Settings
+
 DEAD_CELL_MAH_G = 1.0
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """The lab's first-cycle test protocol and what counts as a plausible result."""
+    """The lab's first-cycle test protocol and what counts as a plausible result.
+
+    Every field is the setting of the same name (README, settings); the defaults are the same.
+    """
 
     charge_cutoff_v: float = 4.25
     discharge_cutoff_v: float = 2.75
-    tolerance_v: float = 0.05
+    cutoff_tolerance_v: float = 0.05
     plausible_min_mah_g: float = 50.0
     plausible_max_mah_g: float = 300.0
+    plausible_max_ce: float = 1.1
+    discharge_end_margin_v: float = 0.2
+    min_charge_mah_g: float = 1.0
+    conditioning_max_fraction: float = 0.05
+    cathode_min_v: float = 2.5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Protocol:
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -77,39 +103,97 @@ def _specific(step: StepSummary | None, mass_mg: float | None) -> float | None:
     return step.capacity_mah / (mass_mg / 1000.0)
 
 
+def _skip_conditioning(cycle: FirstCycle, protocol: Protocol) -> FirstCycle:
+    """The test as it stands, or without the short conditioning discharge before its charge."""
+    pre, charge = cycle.discharge, cycle.charge
+    if not cycle.discharge_first or pre is None or charge is None:
+        return cycle
+    if pre.capacity_mah > protocol.conditioning_max_fraction * charge.capacity_mah:
+        return cycle  # a real discharge: the test discharges first
+    return replace(
+        cycle,
+        discharge=cycle.discharge_after_charge,
+        discharge_first=False,
+        discharge_after_charge=None,
+    )
+
+
+def _discharges_first(cycle: FirstCycle, protocol: Protocol) -> str:
+    pre, charge = cycle.discharge, cycle.charge
+    if charge is None or pre is None:
+        seen = "and never charges"
+    else:
+        share = pre.capacity_mah / charge.capacity_mah if charge.capacity_mah else float("inf")
+        seen = (
+            f"{pre.capacity_mah:.4g} mAh before a first charge of {charge.capacity_mah:.4g} mAh "
+            f"({share:.0%}; a conditioning step passes at most "
+            f"{protocol.conditioning_max_fraction:.0%})"
+        )
+    return (
+        f"the test discharges first, {seen}: an anode half cell or a wrong program, "
+        "not a cathode first-cycle test"
+    )
+
+
 def _judge(
     cycle: FirstCycle, charge: float | None, discharge: float | None, protocol: Protocol
 ) -> tuple[FailureClass, str] | None:
     """The failure class and reason of a cycler test, or None when it is ok."""
-    tol = protocol.tolerance_v
-    if cycle.charge is None and cycle.discharge is None:
-        seen = ", ".join(sorted(cycle.other_steps)) or "nothing"
-        return FailureClass.CELL, f"no discharge: the file holds no charge or discharge ({seen})"
-    if cycle.discharge_first:
+    tol = protocol.cutoff_tolerance_v
+    steps = [step for step in (cycle.charge, cycle.discharge) if step is not None]
+    # judged on voltages alone, so the verdict does not depend on the mass
+    if steps and (top_v := max(step.max_v for step in steps)) < protocol.cathode_min_v:
         return FailureClass.MEASUREMENT, (
-            "the test discharges first (an anode half cell or a wrong program): "
-            "not a cathode first-cycle test"
+            f"the voltage never reaches {protocol.cathode_min_v:g} V (highest {top_v:.3f} V): "
+            "an anode half cell, not a cathode first-cycle test"
         )
+    residual = charge is not None and charge < protocol.min_charge_mah_g
+    if cycle.discharge is None and (cycle.charge is None or residual):
+        seen = ", ".join(sorted(cycle.other_steps)) or "no data"
+        if residual:
+            seen += f"; a residual current of {charge:.3g} mAh/g"
+        return FailureClass.UNTESTED, (
+            f"no charge and no discharge in the file ({seen}): the cycling test has not run yet"
+        )
+    if cycle.discharge_first:
+        return FailureClass.MEASUREMENT, _discharges_first(cycle, protocol)
     charge_short = cycle.charge is not None and cycle.charge.max_v < protocol.charge_cutoff_v - tol
     if charge_short and charge is not None and charge > protocol.plausible_max_mah_g:
         return FailureClass.CELL, (
             f"short circuit: first charge passed {charge:.1f} mAh/g without reaching "
             f"{protocol.charge_cutoff_v} V (max {cycle.charge.max_v:.3f} V)"
         )
+    dead = discharge is not None and discharge < DEAD_CELL_MAH_G
+    if residual and not dead:
+        return FailureClass.MEASUREMENT, (
+            f"first charge {charge:.3g} mAh/g is below the {protocol.min_charge_mah_g:g} mAh/g "
+            "a charge passes: a residual current, not the first charge"
+        )
     if cycle.discharge is None:
         return FailureClass.CELL, "no discharge after the first charge"
-    if not cycle.discharge.completed and cycle.discharge.end_v > protocol.discharge_cutoff_v + tol:
+    end_v, cutoff_v = cycle.discharge.end_v, protocol.discharge_cutoff_v
+    if not cycle.discharge.completed and end_v > cutoff_v + tol:
         return FailureClass.MEASUREMENT, (
-            f"test aborted during the first discharge at {cycle.discharge.end_v:.3f} V "
-            f"(cutoff {protocol.discharge_cutoff_v} V)"
+            f"test aborted during the first discharge at {end_v:.3f} V (cutoff {cutoff_v} V)"
+        )
+    if end_v > cutoff_v + protocol.discharge_end_margin_v:
+        return FailureClass.MEASUREMENT, (
+            f"first discharge stopped at {end_v:.3f} V, more than "
+            f"{protocol.discharge_end_margin_v:g} V above the {cutoff_v} V cutoff: "
+            "not the protocol's full discharge"
         )
     if charge_short:
         return FailureClass.MEASUREMENT, (
             f"charge cutoff never reached: first charge peaked at {cycle.charge.max_v:.3f} V "
             f"(cutoff {protocol.charge_cutoff_v} V)"
         )
-    if discharge is not None and discharge < DEAD_CELL_MAH_G:
+    if dead:
         return FailureClass.CELL, f"dead cell: first discharge {discharge:.2f} mAh/g"
+    if charge and discharge is not None and discharge / charge > protocol.plausible_max_ce:
+        return FailureClass.MEASUREMENT, (
+            f"coulombic efficiency {discharge / charge:.3g} is above the plausible maximum "
+            f"{protocol.plausible_max_ce:g}: a first cycle cannot give back that much"
+        )
     if discharge is not None and not (
         protocol.plausible_min_mah_g <= discharge <= protocol.plausible_max_mah_g
     ):
@@ -128,6 +212,7 @@ def classify_cycle(
     protocol: Protocol,
 ) -> CellTest:
     """Turn what a reader saw into a judged CellTest (capacities in mAh/g)."""
+    cycle = _skip_conditioning(cycle, protocol)
     charge = _specific(cycle.charge, mass_mg)
     discharge = _specific(cycle.discharge, mass_mg)
     verdict = _judge(cycle, charge, discharge, protocol)
