@@ -141,13 +141,33 @@ def ingest(
     ingestor = Ingestor(settings)
     inbox = settings.inbox.resolve()
     outcomes: dict[str, int] = {}
+    touched: set[int] = set()
     for path in track(files, description="ingesting", console=console):
         in_inbox = path.resolve().is_relative_to(inbox)
         report = ingestor.ingest(path.resolve()) if in_inbox else ingestor.backfill(path)
         outcomes[report.status] = outcomes.get(report.status, 0) + 1
+        touched.update(report.batch_ids)
         if report.status == "quarantined":
             console.print(f"[yellow]quarantined[/] {path.name}: {report.reason}")
     console.print(", ".join(f"{n} {status}" for status, n in sorted(outcomes.items())))
+    _advance(sorted(touched))
+
+
+def _advance(batch_ids: list[int]) -> None:
+    """Complete the batches these results finished and queue their retrain, as the
+    workers do; a broker that cannot take the task leaves it to `labloop run`'s start."""
+    from workers.tasks import advance_batches
+
+    try:
+        completed = advance_batches(batch_ids)
+    except Exception as error:  # the batch is complete either way; only the queueing failed
+        console.print(
+            f"batches complete; the broker did not take the retrain ({error}): "
+            "`labloop run` retrains them when it starts"
+        )
+        return
+    for number in completed:
+        console.print(f"batch {number} complete: retrain queued (`labloop run` does it)")
 
 
 @app.command()
@@ -160,7 +180,8 @@ def status() -> None:
     facts = build_status(get_engine(settings.database_url))
     files = facts.files
     console.print(
-        f"files: {files.archived} archived, {files.quarantined} quarantined, "
+        f"files: {files.archived} archived, {files.quarantined} quarantined "
+        f"({facts.quarantine.open_total} need a person), "
         f"{files.processing} in progress"
     )
     batches = Table("batch", "state", "samples", "with result", "ok", "failed", title="batches")
@@ -175,11 +196,16 @@ def status() -> None:
         for f in facts.failures:
             failures.add_row(f.sample_id, f.failure_class or "", f.reason or "")
         console.print(failures)
-    if facts.quarantined:
-        quarantine = Table("file", "reason", title="quarantine")
-        for q in facts.quarantined:
+    if facts.quarantine.open:
+        quarantine = Table("file", "reason", title="quarantine: needs a person")
+        for q in facts.quarantine.open:
             quarantine.add_row(q.name, q.reason)
         console.print(quarantine)
+    if facts.quarantine.resolved:
+        console.print(
+            f"{facts.quarantine.resolved_total} quarantined file(s) resolved since "
+            "(a corrected file or a later result): see the status page"
+        )
 
 
 @app.command("import-history")

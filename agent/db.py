@@ -22,6 +22,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """Times are stored in UTC; some databases (SQLite) hand them back without a zone."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 class Origin(StrEnum):
     HISTORICAL = "historical"
     PROPOSED = "proposed"

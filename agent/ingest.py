@@ -27,8 +27,10 @@ from sqlmodel import Session, select
 
 from agent.config import Settings
 from agent.cycler import FirstCycle, ReadError, read_export
+from agent.cycler.base import MassSource
 from agent.cycler.classify import CellTest, Protocol, classify_cycle, from_sheet_row, needs_mass
 from agent.db import Experiment, FileStatus, IngestedFile, Origin, Result, get_engine, utcnow
+from agent.files import readable_name
 from agent.masses import MassBook, read_masses
 from agent.sample_ids import find_sample_id, normalise_sample_id
 from agent.space import DesignSpace
@@ -92,7 +94,7 @@ class Ingestor:
         if not _is_inside(path, inbox):
             log.warning("refused %s: not in the inbox", path)
             return IngestReport(name=str(path), status="refused", reason="not in the inbox")
-        name = path.relative_to(inbox).as_posix()
+        name = readable_name(path.relative_to(inbox).as_posix())
         if path.is_symlink():
             return self._quarantine_now(path, name, "symbolic link: refused, never followed")
         if not _is_inside(path.resolve(), inbox.resolve()):
@@ -109,7 +111,7 @@ class Ingestor:
         """Record a file from outside the inbox (old results): it is copied to archive/ or
         quarantine/ and left where it is."""
         path = Path(path).resolve()
-        return self._record(path, path.name, move=False)
+        return self._record(path, readable_name(path.name), move=False)
 
     def _record(self, path: Path, name: str, move: bool) -> IngestReport:
         if not path.is_file():
@@ -263,9 +265,9 @@ class Ingestor:
                 return self._finish_quarantined(
                     path, row, str(rejected), tests[0].cycler_format, move
                 )
+            row = session.get(IngestedFile, row.id)
             for test, experiment in zip(tests, experiments, strict=True):
                 session.add(_result_row(test, experiment, row.sha256))
-            row = session.get(IngestedFile, row.id)
             row.status = FileStatus.ARCHIVED
             row.stored_path = str(self._destination(self.settings.archive, row))
             row.cycler_format = tests[0].cycler_format
@@ -307,10 +309,12 @@ class Ingestor:
         if experiment is not None:
             return experiment
         if not test.parameters:
-            raise Rejected(
-                f"unknown sample id {sample_id}: not in any recipe file; give its recipe "
-                "parameters as extra sheet columns to record it as a manual experiment"
-            )
+            raise Rejected(f"unknown sample id {sample_id}: not in any recipe file; " + (
+                "give its recipe parameters as extra sheet columns to record it as a manual "
+                "experiment" if test.mass_source == MassSource.SHEET else
+                "check the sample id in the file name or the test name (as in the recipe "
+                "file, e.g. B003-S07), rename the file and drop it again"
+            ))  # fmt: skip
         known = self.space.columns
         unknown = sorted(set(test.parameters) - set(known))
         if unknown:  # a misspelt column would silently lose a recipe value

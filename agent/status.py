@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -9,13 +11,15 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from agent.db import Batch, Experiment, IngestedFile, Result
+from agent.campaign import TEST_RAN
+from agent.db import Batch, Experiment, FileStatus, IngestedFile, Result, as_utc
+from agent.sample_ids import find_sample_id
 
 
 @dataclass(frozen=True)
 class FileCounts:
     archived: int
-    quarantined: int
+    quarantined: int  # all ever quarantined, resolved ones included
     processing: int
 
 
@@ -25,6 +29,20 @@ class QuarantinedFile:
     reason: str
     stored_path: str | None
     finished_at: datetime | None = None
+    # what made the file moot since (None: it still needs a person)
+    resolved_by: str | None = None
+    # the batch whose row shows what resolved it, for a link
+    resolved_batch: int | None = None
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """Quarantined files, split into what still needs a person and what was resolved since."""
+
+    open: list[QuarantinedFile]  # newest first, at most the limit asked for
+    resolved: list[QuarantinedFile]  # newest first, at most the limit asked for
+    open_total: int
+    resolved_total: int
 
 
 @dataclass(frozen=True)
@@ -48,7 +66,7 @@ class FailureLine:
 @dataclass(frozen=True)
 class Status:
     files: FileCounts
-    quarantined: list[QuarantinedFile]
+    quarantine: Quarantine
     batches: list[BatchProgress]
     failures: list[FailureLine]
 
@@ -70,7 +88,8 @@ def batch_progress(session: Session) -> list[BatchProgress]:
         select(
             Experiment.batch_id,
             func.count(func.distinct(Experiment.id)).label("samples"),
-            func.count(func.distinct(Result.experiment_id)).label("with_result"),
+            # an untested result (rest or impedance only) does not count: the test is to come
+            func.count(func.distinct(Result.experiment_id)).filter(TEST_RAN).label("with_result"),
             func.count(Result.id).filter(Result.outcome == "ok").label("ok"),
             func.count(Result.id).filter(Result.outcome == "failed").label("failed"),
         )
@@ -92,17 +111,93 @@ def batch_progress(session: Session) -> list[BatchProgress]:
     return progress
 
 
-def recent_quarantined(session: Session, limit: int) -> list[QuarantinedFile]:
-    """The most recently quarantined files, newest first."""
+def quarantine(session: Session, limit: int) -> Quarantine:
+    """Quarantined files (``limit`` of each kind), each marked resolved when what it was
+    for happened since: its content is archived under another name (a duplicate), a file of
+    the same name was archived after it (the corrected drop), or the sample named in it got
+    a result after it."""
     rows = session.exec(
         select(IngestedFile)
-        .where(IngestedFile.status == "quarantined")
+        .where(IngestedFile.status == FileStatus.QUARANTINED)
         .order_by(IngestedFile.id.desc())
-        .limit(limit)
     ).all()
-    return [
-        QuarantinedFile(f.original_name, f.error or "", f.stored_path, f.finished_at) for f in rows
+    archived = _archived_by_name_and_hash(session, rows)
+    recorded = _results_by_sample(session, rows)
+    open_files: list[QuarantinedFile] = []
+    resolved: list[QuarantinedFile] = []
+    for row in rows:
+        by, batch = _resolution(row, archived, recorded)
+        line = QuarantinedFile(
+            row.original_name, row.error or "", row.stored_path, row.finished_at, by, batch
+        )
+        (open_files if by is None else resolved).append(line)
+    return Quarantine(open_files[:limit], resolved[:limit], len(open_files), len(resolved))
+
+
+_Archived = dict[str, list[IngestedFile]]
+
+
+def _archived_by_name_and_hash(
+    session: Session, rows: Sequence[IngestedFile]
+) -> tuple[_Archived, _Archived]:
+    names = {row.original_name for row in rows}
+    hashes = {row.sha256 for row in rows}
+    found = session.exec(
+        select(IngestedFile).where(
+            IngestedFile.status == FileStatus.ARCHIVED,
+            IngestedFile.original_name.in_(names) | IngestedFile.sha256.in_(hashes),
+        )
+    ).all()
+    by_name: _Archived = defaultdict(list)
+    by_hash: _Archived = defaultdict(list)
+    for row in found:
+        by_name[row.original_name].append(row)
+        by_hash[row.sha256].append(row)
+    return by_name, by_hash
+
+
+def _results_by_sample(
+    session: Session, rows: Sequence[IngestedFile]
+) -> dict[str, list[tuple[Result, int | None]]]:
+    """Results read from files for the samples named in the quarantined files' names."""
+    samples = {sid for row in rows if (sid := find_sample_id(row.original_name))}
+    found = session.exec(
+        select(Experiment.sample_id, Result, Batch.number)
+        .join(Result, Result.experiment_id == Experiment.id)
+        .join(Batch, Batch.id == Experiment.batch_id, isouter=True)
+        .where(Experiment.sample_id.in_(samples), Result.cycler_format.is_not(None))
+    ).all()
+    grouped: dict[str, list[tuple[Result, int | None]]] = defaultdict(list)
+    for sample_id, result, batch in found:
+        grouped[sample_id].append((result, batch))
+    return grouped
+
+
+def _resolution(
+    row: IngestedFile,
+    archived: tuple[_Archived, _Archived],
+    recorded: dict[str, list[tuple[Result, int | None]]],
+) -> tuple[str | None, int | None]:
+    by_name, by_hash = archived
+    if same := by_hash.get(row.sha256):
+        return f"its content is archived as file #{same[0].id} ({same[0].original_name})", None
+    if later := [f for f in by_name.get(row.original_name, []) if f.id > row.id]:
+        return f"dropped again and archived as file #{later[0].id}", None
+    sample_id = find_sample_id(row.original_name)
+    since = [
+        (result, batch)
+        for result, batch in recorded.get(sample_id or "", [])
+        if row.finished_at is None or as_utc(result.recorded_at) >= as_utc(row.finished_at)
     ]
+    if since:
+        result, batch = since[-1]
+        measured = (
+            f"ok, {result.discharge_mah_g:.1f} mAh/g"
+            if result.outcome == "ok" and result.discharge_mah_g is not None
+            else f"{result.outcome} ({result.failure_class or 'no class'})"
+        )
+        return f"{sample_id} recorded since: {measured}", batch
+    return None, None
 
 
 def recent_failures(session: Session, limit: int) -> list[FailureLine]:
@@ -121,7 +216,7 @@ def build_status(engine: Engine, limit: int = 20) -> Status:
     with Session(engine) as session:
         return Status(
             files=file_counts(session),
-            quarantined=recent_quarantined(session, limit),
+            quarantine=quarantine(session, limit),
             batches=batch_progress(session),
             failures=recent_failures(session, limit),
         )

@@ -46,7 +46,7 @@ from agent.db import (
     make_engine,
 )
 from agent.sample_ids import format_sample_id
-from agent.status import FailureLine, FileCounts, QuarantinedFile
+from agent.status import FailureLine, FileCounts, quarantine
 from agent.web import facts
 from agent.web.app import create_app
 
@@ -216,16 +216,15 @@ def naive_file_facts(engine: Engine, inbox: Path, masses_file: str, cap: int = 2
         rows = session.exec(select(IngestedFile)).all()
     counts = Counter(row.status for row in rows)
     newest = sorted(rows, key=lambda row: row.id, reverse=True)
-    quarantined = [r for r in newest if r.status == "quarantined"]
     waiting = facts.waiting_files(inbox, masses_file)
+    with Session(engine) as session:
+        held = quarantine(session, cap)  # the same query: the comparison is about the rest
     return facts.FileFacts(
         counts=FileCounts(counts["archived"], counts["quarantined"], counts["processing"]),
         waiting=waiting[:cap], waiting_more=max(0, len(waiting) - cap),
         archived=[facts.ArchivedFile(r.original_name, r.cycler_format, r.results, r.finished_at)
                   for r in newest if r.status == "archived"][:20],
-        quarantined=[QuarantinedFile(r.original_name, r.error or "", r.stored_path,
-                                     r.finished_at) for r in quarantined[:cap]],
-        quarantined_more=max(0, len(quarantined) - cap),
+        quarantine=held,
     )  # fmt: skip
 
 

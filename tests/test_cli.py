@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from agent.db import init_db, make_engine
+from sqlmodel import Session, select
+
+from agent.db import Batch, init_db, make_engine
 from tests.conftest import add_batch
 
 DATA = Path(__file__).parent / "data" / "ingest"
@@ -72,3 +75,24 @@ def test_propose_pins_from_the_command_line_and_campaign_from_the_environment(
     assert {s.recipe["atmosphere"] for s in samples} == {"air"}
     assert {s.recipe["ni_fraction"] for s in samples} == {0.94}
     assert all(700 <= s.recipe["calcination_temp_c"] <= 720 for s in samples)
+
+
+def test_ingest_completes_the_batch_and_queues_its_retrain(tmp_path):
+    """`labloop ingest` takes the workers' path: the last result completes the batch and its
+    retrain waits on the broker (the embedded one here) for `labloop run`."""
+    home = tmp_path / "home"
+    (home / "var").mkdir(parents=True)
+    engine = make_engine(f"sqlite:///{home / 'var' / 'labloop.db'}")
+    init_db(engine)
+    add_batch(engine, 1, size=2)  # B001-results.csv holds S01 and S02
+    done = labloop(home, "ingest", str(DATA / "B001-results.csv"))
+    assert done.returncode == 0, done.stderr
+    assert "batch 1 complete: retrain queued" in done.stdout
+    with Session(engine) as session:
+        assert session.exec(select(Batch.state).where(Batch.number == 1)).one() == "complete"
+    engine.dispose()
+    queued = [
+        json.loads(p.read_text())["headers"]
+        for p in (home / "var" / "broker" / "queue").glob("*.msg")
+    ]
+    assert [(h["task"], h["argsrepr"]) for h in queued] == [("labloop.retrain", "[1]")]

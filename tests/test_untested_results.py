@@ -57,8 +57,11 @@ def test_file_without_a_test_waits_for_the_real_one(settings, engine, fixture, s
     assert training.sample_ids == ["B001-S02"]
     assert training.counts["unmeasured"] == 1
     # the status page and `labloop status` list it with its class and reason
-    [line] = build_status(engine).failures
+    status = build_status(engine)
+    [line] = status.failures
     assert (line.sample_id, line.failure_class) == ("B001-S01", "untested")
+    [progress] = status.batches
+    assert (progress.samples, progress.with_result) == (2, 1)  # S01 is still to be tested
 
     # the sample's real test comes in: the batch completes and trains on both (maccor_002.txt
     # is an ok first cycle on its own protocol, 3.8-1.3 V)

@@ -7,6 +7,7 @@ run twice: the database decides what is already done.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from functools import lru_cache
 
 from celery import Task
@@ -53,11 +54,22 @@ def ingest_file(self: Task, name: str) -> dict[str, object]:
         # another worker holds the file; if that worker died, its lease runs out and
         # this retry takes the file over instead of leaving it to the watcher's resubmit
         raise self.retry(countdown=_settings().ingest_lease_seconds / 4, max_retries=20)
-    for batch_id in report.batch_ids:
-        completed = campaign.record_progress(_engine(), batch_id)
-        if completed is not None:
-            retrain.apply_async(args=[completed], queue=LEARNING_QUEUE)
+    advance_batches(report.batch_ids)
     return {"name": report.name, "status": report.status, "reason": report.reason}
+
+
+def advance_batches(batch_ids: Iterable[int]) -> list[int]:
+    """Move the batches a stored file touched forward and queue the retrain of each batch
+    this call completed (their numbers are returned). Every way of recording results
+    (the ingest task, ``labloop ingest``) goes through here."""
+    completed = [
+        number
+        for batch_id in batch_ids
+        if (number := campaign.record_progress(_engine(), batch_id)) is not None
+    ]
+    for number in completed:
+        retrain.apply_async(args=[number], queue=LEARNING_QUEUE)
+    return completed
 
 
 @app.task(name="labloop.retrain", **RETRY)

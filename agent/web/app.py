@@ -33,7 +33,7 @@ from sqlalchemy.exc import OperationalError
 from agent.approval import ApprovalError, approve
 from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
-from agent.db import make_engine
+from agent.db import as_utc, make_engine
 from agent.planning import recipe_is_ours
 from agent.report import model_parity_png
 from agent.web import facts
@@ -171,11 +171,6 @@ class _JSONProvider(DefaultJSONProvider):
         if isinstance(o, datetime):
             return as_utc(o).isoformat()
         return DefaultJSONProvider.default(o)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Times are stored in UTC; some databases hand them back without a zone."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def ago(moment: datetime | None, now: datetime | None = None) -> str:

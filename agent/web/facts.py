@@ -20,16 +20,17 @@ from sqlmodel import Session, select
 
 from agent.campaign import missing_samples
 from agent.db import Batch, Experiment, IngestedFile, ModelRun, Result
+from agent.files import readable_name
 from agent.recipes import interval_95, recipe_path
 from agent.report import BatchSummary, batch_summaries
 from agent.status import (
     FailureLine,
     FileCounts,
-    QuarantinedFile,
+    Quarantine,
     batch_progress,
     file_counts,
+    quarantine,
     recent_failures,
-    recent_quarantined,
 )
 from agent.watcher import is_candidate
 
@@ -85,8 +86,7 @@ class FileFacts:
     waiting: list[WaitingFile]  # oldest first: the one waiting longest is the one to look at
     waiting_more: int
     archived: list[ArchivedFile]  # newest first
-    quarantined: list[QuarantinedFile]  # newest first
-    quarantined_more: int
+    quarantine: Quarantine  # newest first, open and resolved apart
 
 
 @dataclass(frozen=True)
@@ -262,14 +262,13 @@ def file_facts(engine: Engine, inbox: Path, masses_file: str, cap: int = 200) ->
             .order_by(IngestedFile.id.desc())
             .limit(min(cap, 20))
         ).all()
-        quarantined = recent_quarantined(session, cap)
+        held = quarantine(session, cap)
     return FileFacts(
         counts=counts,
         waiting=waiting[:cap],
         waiting_more=max(0, len(waiting) - cap),
         archived=[ArchivedFile(*row) for row in archived],
-        quarantined=quarantined,
-        quarantined_more=max(0, counts.quarantined - len(quarantined)),
+        quarantine=held,
     )
 
 
@@ -287,7 +286,7 @@ def waiting_files(inbox: Path, masses_file: str) -> list[WaitingFile]:
             except FileNotFoundError:  # taken by a worker while we looked
                 continue
             modified = datetime.fromtimestamp(stat.st_mtime, UTC)
-            found.append(WaitingFile(relative.as_posix(), stat.st_size, modified))
+            found.append(WaitingFile(readable_name(relative.as_posix()), stat.st_size, modified))
     return sorted(found, key=lambda f: f.modified_at)
 
 
@@ -332,7 +331,7 @@ def latest_parity(engine: Engine) -> Parity | None:
 def last_errors(engine: Engine, limit: int = 10) -> list[ErrorLine]:
     """The most recent quarantined files and failed tests, newest first."""
     with Session(engine) as session:
-        files = recent_quarantined(session, limit)
+        files = quarantine(session, limit).open
         tests = recent_failures(session, limit)
     lines = [ErrorLine(f.finished_at, "quarantined file", f.name, f.reason) for f in files] + [
         ErrorLine(

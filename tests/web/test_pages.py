@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -82,9 +83,9 @@ def test_json_api_gives_the_numbers_the_page_shows(client: FlaskClient) -> None:
     files = client.get("/api/files").get_json()
     assert files["counts"] == {"archived": 4, "quarantined": 2, "processing": 0}
     assert [f["name"] for f in files["waiting"]] == ["B001-S03.csv"]
-    reasons = {q["name"]: q["reason"] for q in files["quarantined"]}
+    reasons = {q["name"]: q["reason"] for q in files["quarantine"]["open"]}
     assert reasons["unknown-sample.csv"].startswith("unknown sample id B003-S99")
-    assert files["quarantined_more"] == 0
+    assert files["quarantine"]["open_total"] == 2 and files["quarantine"]["resolved"] == []
     for name in reasons:
         assert name in page
 
@@ -202,3 +203,16 @@ def test_a_batch_row_shows_its_best_prediction_with_its_interval_and_probes(
     assert "1 probe of untried values" in second
     assert "224.0" not in batch_row(page, 1)
     assert "4.25 mAh/g" in page and "regions it did not see" in page
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_escaped(settings: Settings, engine) -> None:
+    raw = os.fsencode(settings.inbox) + b"/r\xe9sum\xe9 <b>.csv"  # latin-1, as from old SMB
+    with open(raw, "wb") as handle:
+        handle.write(b"waiting")
+    client = create_app(settings).test_client()
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "r\\xe9sum\\xe9 &lt;b&gt;.csv" in response.get_data(as_text=True)
+    files = client.get("/api/files")
+    assert files.status_code == 200
+    assert "r\\\\xe9sum\\\\xe9 <b>.csv" in files.get_data(as_text=True)
