@@ -78,6 +78,10 @@ class Settings(BaseSettings):
 
     # a worker holds a file this long; if it dies, another may take the file over after it
     ingest_lease_seconds: float = Field(default=120.0, gt=0)
+    # a file written to less than this long ago that stops mid-line or inside its first cycle
+    # is tried again later instead of judged (its writer may not be done); default: six
+    # settle times (60 s)
+    cut_short_grace_seconds: float | None = Field(default=None, ge=0)
     # Redis: a task whose worker died unacknowledged is delivered again after this long
     broker_visibility_timeout_seconds: float = Field(default=300.0, gt=0)
 
@@ -138,6 +142,13 @@ class Settings(BaseSettings):
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.state / 'labloop.db'}"
         return self
+
+    @property
+    def cut_short_grace(self) -> float:
+        """Seconds a file that looks cut off is given before it is judged as it stands."""
+        if self.cut_short_grace_seconds is not None:
+            return self.cut_short_grace_seconds
+        return 6 * self.settle_seconds
 
     @property
     def embedded_broker(self) -> bool:

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -43,15 +44,20 @@ _CHUNK = 1 << 20
 class Rejected(Exception):
     """The file cannot be recorded; the message says why and what to do."""
 
-    def __init__(self, reason: str, cycler_format: str | None = None) -> None:
+    def __init__(
+        self, reason: str, cycler_format: str | None = None, cut_short: bool = False
+    ) -> None:
         super().__init__(reason)
         self.cycler_format = cycler_format
+        # unreadable as it stands, and empty or ending mid-line: maybe still being written
+        self.cut_short = cut_short
 
 
 @dataclass(frozen=True)
 class IngestReport:
     name: str
-    status: str  # archived | quarantined | in-progress | missing | changed | refused
+    # archived | quarantined | in-progress | missing | changed | unfinished | refused
+    status: str
     file_id: int | None = None
     stored_path: Path | None = None
     reason: str | None = None
@@ -128,13 +134,28 @@ class Ingestor:
         try:
             tests = self._read(path, name, sha)
         except Rejected as rejected:
+            if rejected.cut_short and self._young(path):
+                return self._not_yet(row, f"{rejected} (tried again: the file is new)")
             return self._finish_quarantined(path, row, str(rejected), rejected.cycler_format, move)
-        if _fingerprint(path) != before:
+        if _fingerprint(path) != before or file_sha256(path) != sha:
             # replaced while we read it: the bytes we hashed are gone, so is their row;
             # the watcher sees the change and hands the new content on
             self._forget(row)
             return IngestReport(name=name, status="changed", reason="file changed while read")
+        if any(test.cut_short for test in tests) and self._young(path):
+            return self._not_yet(row, "the file stops inside its first cycle and is new")
         return self._store(path, row, tests, move)
+
+    def _young(self, path: Path) -> bool:
+        """Written to so recently that its writer may still be at work."""
+        age = time.time() - path.stat().st_mtime
+        return age < self.settings.cut_short_grace
+
+    def _not_yet(self, row: IngestedFile, reason: str) -> IngestReport:
+        """Leave a file that looks cut off where it is, with no row, to be tried again."""
+        self._forget(row)
+        log.info("not judged yet: %s: %s", row.original_name, reason)
+        return IngestReport(name=row.original_name, status="unfinished", reason=reason)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -151,7 +172,7 @@ class Ingestor:
         try:
             export = read_export(path)
         except ReadError as error:
-            raise Rejected(str(error)) from None
+            raise Rejected(str(error), cut_short=_ends_mid_line(path)) from None
         except Exception as error:  # a reader bug must not lose the file
             log.exception("reader crashed on %s", name)
             raise Rejected(f"reader failed unexpectedly: {type(error).__name__}: {error}") from None
@@ -456,6 +477,15 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """Empty, or its last byte is not a line end: how a text file cut off looks."""
+    with path.open("rb") as handle:
+        if handle.seek(0, os.SEEK_END) == 0:
+            return True
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) not in (b"\n", b"\r")
 
 
 def _is_inside(path: Path, folder: Path) -> bool:

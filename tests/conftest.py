@@ -63,7 +63,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    s = Settings(home=tmp_path / "home", database_url=database_url)
+    # files are judged as they stand unless a test asks for the grace given to new files
+    s = Settings(home=tmp_path / "home", database_url=database_url, cut_short_grace_seconds=0)
     s.ensure_folders()
     return s
 

@@ -469,3 +469,85 @@ def test_cycler_export_for_an_unknown_sample_says_to_fix_the_name(settings, engi
     assert report.reason.startswith("unknown sample id B009-S03: not in any recipe file")
     assert "rename the file" in report.reason
     assert "sheet columns" not in report.reason  # that advice is for result sheets only
+
+
+WHOLE = (Path(__file__).parent / "data" / "arbin_mits_first_cycle.csv").read_bytes()
+MASSES = "sample_id,active_mass_mg\nB001-S01,11.6\n"
+
+
+def age(path: Path, seconds: float) -> None:
+    then = path.stat().st_mtime - seconds
+    os.utime(path, (then, then))
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        b"",  # created empty, filled later
+        WHOLE[: WHOLE.index(b"\n6,") + 40],  # cut mid-line inside the charge
+        b"\n".join(WHOLE.split(b"\n")[:9]) + b"\n",  # whole lines, inside the first charge
+        b"\n".join(WHOLE.split(b"\n")[:13]) + b"\n",  # inside the first discharge
+    ],
+    ids=["empty", "mid-line", "inside-charge", "inside-discharge"],
+)
+def test_a_new_file_that_looks_cut_off_is_tried_again_before_it_is_judged(settings, engine, part):
+    add_batch(engine, 1)
+    (settings.inbox / "masses.csv").write_text(MASSES)
+    ingestor = Ingestor(settings.model_copy(update={"cut_short_grace_seconds": 60}), engine)
+    path = settings.inbox / "B001-S01.csv"
+    path.write_bytes(part)
+    report = ingestor.ingest(path)
+    assert report.status == "unfinished"
+    assert path.exists() and rows(engine, IngestedFile) == [] and rows(engine, Result) == []
+    # the writer finishes: the whole test is read
+    path.write_bytes(WHOLE)
+    assert ingestor.ingest(path).status == "archived"
+    [result] = rows(engine, Result)
+    assert result.outcome == "ok" and result.discharge_mah_g == pytest.approx(175.0, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("part", "judged_as"),
+    [
+        (b"", "empty file"),
+        (b"\n".join(WHOLE.split(b"\n")[:9]) + b"\n", "no discharge after the first charge"),
+    ],
+    ids=["empty", "inside-charge"],
+)
+def test_a_cut_off_file_older_than_the_grace_is_judged_as_it_stands(
+    settings, engine, part, judged_as
+):
+    add_batch(engine, 1)
+    (settings.inbox / "masses.csv").write_text(MASSES)
+    ingestor = Ingestor(settings.model_copy(update={"cut_short_grace_seconds": 60}), engine)
+    path = settings.inbox / "B001-S01.csv"
+    path.write_bytes(part)
+    age(path, 61)
+    report = ingestor.ingest(path)
+    assert report.status in ("archived", "quarantined")
+    [row] = rows(engine, IngestedFile)
+    reason = row.error if row.status == "quarantined" else rows(engine, Result)[0].reason
+    assert judged_as in reason
+
+
+def test_content_changed_in_place_while_read_is_caught_by_its_hash(settings, engine, monkeypatch):
+    """Same size, mtime put back: only the hash tells the bytes read are not the file's."""
+    add_batch(engine, 1)
+    path = drop(settings, DATA / "B001-results.csv")
+    import agent.ingest as ingest_module
+
+    real = ingest_module.read_export
+
+    def read_then_overwrite(target):
+        export = real(target)
+        stat = target.stat()
+        data = bytearray(target.read_bytes())
+        data[-2:-1] = b"X" if data[-2:-1] != b"X" else b"Y"
+        target.write_bytes(bytes(data))
+        os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        return export
+
+    monkeypatch.setattr(ingest_module, "read_export", read_then_overwrite)
+    report = Ingestor(settings, engine).ingest(path)
+    assert report.status == "changed"
+    assert path.exists() and rows(engine, Result) == []

@@ -54,6 +54,10 @@ def ingest_file(self: Task, name: str) -> dict[str, object]:
         # another worker holds the file; if that worker died, its lease runs out and
         # this retry takes the file over instead of leaving it to the watcher's resubmit
         raise self.retry(countdown=_settings().ingest_lease_seconds / 4, max_retries=20)
+    if report.status == "unfinished":
+        # it looks cut off and is new: judged once its writer has had the grace period
+        grace = _settings().cut_short_grace
+        raise self.retry(countdown=max(1.0, grace / 6), max_retries=20)
     advance_batches(report.batch_ids)
     return {"name": report.name, "status": report.status, "reason": report.reason}
 

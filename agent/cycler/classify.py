@@ -85,6 +85,8 @@ class CellTest:
     mass_source: MassSource | None = None
     source_row: int = 0
     parameters: dict[str, float | str] = field(default_factory=dict)
+    # the file stops inside its first cycle: what a file still being written looks like
+    cut_short: bool = False
 
     @property
     def coulombic_efficiency(self) -> float | None:
@@ -226,7 +228,18 @@ def classify_cycle(
         discharge_mah_g=discharge,
         active_mass_mg=mass_mg,
         mass_source=mass_source,
+        cut_short=verdict is not None and ends_inside_first_cycle(cycle, protocol),
     )
+
+
+def ends_inside_first_cycle(cycle: FirstCycle, protocol: Protocol) -> bool:
+    """The file stops before its first cycle is done: nothing but rest, inside the first
+    charge, or inside the first discharge above its cutoff."""
+    charge, discharge = cycle.charge, cycle.discharge
+    if discharge is None:
+        return charge is None or not charge.completed
+    above_cutoff = discharge.end_v > protocol.discharge_cutoff_v + protocol.cutoff_tolerance_v
+    return not discharge.completed and above_cutoff
 
 
 def from_sheet_row(row: SheetRow, cycler_format: str) -> CellTest:
