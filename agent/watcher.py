@@ -1,14 +1,33 @@
 """Notice finished files in the inbox and hand their names to an injected ``submit``.
 
-The watcher never parses. A file is handed on once its size and mtime have stayed
-the same for ``settle_seconds`` (a close-write event alone is not enough: some
-writers open, append and close many times). Events only wake the check; a scan
-at start-up and a periodic rescan catch files dropped while the watcher was down
-or whose events were lost (network shares: use polling). A submit that fails
-(broker down) is retried on the next tick: the path stays in memory and, since
-the file stays in the inbox until a worker moves it, a restarted watcher finds
-it again. A file still in the inbox ``resubmit_after`` seconds after it was
-handed on is handed on again (ingest is idempotent).
+The watcher never parses. When a file is finished depends on what the OS reports:
+
+* **Close events (inotify, the default observer on Linux, local disks).** A file is
+  finished when its writer has closed it: it is handed on ``quiet_seconds`` (0.2 s) after
+  the last close-write, so a writer that opens, appends and closes in quick succession is
+  handed on once, after it stops. It is never handed on while a write is open, whatever
+  the pause: a write (IN_MODIFY) holds the file until the next close-write, and an empty
+  file held open by anyone waits for its closing. A file that arrives whole (renamed or
+  linked into the inbox) counts as closed when it appears.
+* **No close seen: the settle rule.** In polling mode (network shares: inotify sees none
+  of another machine's writes), with observers that report no closes (macOS, Windows),
+  for files already there at start-up or found by the periodic rescan, and for empty
+  files (one may be created, closed, then filled by a second open), a file is handed on
+  once its size and mtime have stayed the same for ``settle_seconds`` (10 s: a network
+  copy pauses for seconds between chunks; raise it for a share that stalls longer, the
+  cost is only that much more latency).
+
+Limits: one writer per file is assumed (the first of two concurrent writers to close ends
+the hold); a write whose close-write never arrives (events lost to an inotify queue
+overflow, truncate(2) by path) holds the file until the watcher restarts, when the
+start-up scan applies the settle rule.
+
+Events only wake the check; a scan at start-up and a periodic rescan catch files dropped
+while the watcher was down or whose events were lost. A submit that fails (broker down)
+is retried on the next tick: the path stays in memory and, since the file stays in the
+inbox until a worker moves it, a restarted watcher finds it again. A file still in the
+inbox ``resubmit_after`` seconds after it was handed on is handed on again (ingest is
+idempotent).
 """
 
 from __future__ import annotations
@@ -21,14 +40,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    EVENT_TYPE_CLOSED,
+    EVENT_TYPE_CLOSED_NO_WRITE,
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_MOVED,
+    EVENT_TYPE_OPENED,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 log = logging.getLogger(__name__)
 
 IGNORED_SUFFIXES = frozenset({".part", ".partial", ".tmp", ".temp", ".crdownload", ".swp", ".lock"})
 Submit = Callable[[str], None]
+MOVE_PAIRING_SECONDS = 0.05
 
 
 def is_candidate(relative: Path, masses_file: str = "masses.csv") -> bool:
@@ -45,7 +76,17 @@ def is_candidate(relative: Path, masses_file: str = "masses.csv") -> bool:
 class _Pending:
     fingerprint: tuple[int, int]
     changed_at: float
+    # last close-write, or arrival by rename / link (close events only); None: settle rule
+    closed_at: float | None = None
     retry_at: float = 0.0
+
+
+@dataclass
+class _Handles:
+    """What the close events say about one path of the inbox (any file, not only candidates)."""
+
+    opened: int = 0  # opens not yet closed
+    writing: bool = False  # written since its last close-write
 
 
 class InboxWatcher:
@@ -54,7 +95,8 @@ class InboxWatcher:
         inbox: Path,
         submit: Submit,
         *,
-        settle_seconds: float = 1.0,
+        settle_seconds: float = 10.0,
+        quiet_seconds: float = 0.2,
         polling: bool = False,
         poll_interval: float = 1.0,
         resubmit_after: float = 300.0,
@@ -65,16 +107,21 @@ class InboxWatcher:
         self.inbox = inbox.resolve()
         self.submit = submit
         self.settle_seconds = settle_seconds
+        self.quiet_seconds = quiet_seconds
         self.resubmit_after = resubmit_after
         self.rescan_interval = rescan_interval
         self.masses_file = masses_file
         self.tick = tick
         self._pending: dict[str, _Pending] = {}
+        self._handles: dict[str, _Handles] = {}
         # name -> (fingerprint, time handed on)
         self._submitted: dict[str, tuple[tuple[int, int], float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._observer = PollingObserver(timeout=poll_interval) if polling else Observer()
+        self.close_events = _reports_closes(self._observer)
+        if self.close_events:
+            _pair_moves_promptly()
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -87,7 +134,8 @@ class InboxWatcher:
         self.scan()
         self._thread = threading.Thread(target=self._loop, name="inbox-settle", daemon=True)
         self._thread.start()
-        log.info("watching %s", self.inbox)
+        rule = "close events" if self.close_events else f"settle {self.settle_seconds} s"
+        log.info("watching %s (%s)", self.inbox, rule)
 
     def stop(self) -> None:
         self._stop.set()
@@ -105,25 +153,62 @@ class InboxWatcher:
 
     # -- noticing ----------------------------------------------------------------------------
 
-    def note(self, path: Path) -> None:
-        """A path changed (or may have): check it until it settles."""
-        # abspath, not resolve: a symlink must be handed on as itself (ingest refuses it)
-        try:
-            relative = Path(os.path.abspath(path)).relative_to(self.inbox)
-        except ValueError:
+    def event(self, kind: str, path: Path, dest: Path | None = None) -> None:
+        """A file event (watchdog's ``event_type``): track its writers, then check the file."""
+        name = self._name(path)
+        if kind == EVENT_TYPE_MOVED:
+            target = self._name(dest) if dest is not None else None
+            with self._lock:
+                # a writer still holding the old name holds the new one
+                handles = self._handles.pop(name, None) if name is not None else None
+                if target is not None and handles is not None:
+                    self._handles[target] = handles
+            if target is not None:
+                self.note(dest, closed=True)
             return
-        if not is_candidate(relative, self.masses_file):
+        if name is None:
+            return
+        if self.close_events:
+            with self._lock:
+                self._track(name, kind)
+        if kind != EVENT_TYPE_DELETED:
+            self.note(path, closed=kind in (EVENT_TYPE_CLOSED, EVENT_TYPE_CREATED))
+
+    def _track(self, name: str, kind: str) -> None:
+        handles = self._handles.setdefault(name, _Handles())
+        if kind == EVENT_TYPE_OPENED:
+            handles.opened += 1
+        elif kind == EVENT_TYPE_MODIFIED:
+            handles.writing = True
+        elif kind in (EVENT_TYPE_CLOSED, EVENT_TYPE_CLOSED_NO_WRITE):
+            # max: a file opened before the watcher started closes without a seen open
+            handles.opened = max(0, handles.opened - 1)
+            if kind == EVENT_TYPE_CLOSED:
+                handles.writing = False
+        if kind == EVENT_TYPE_DELETED or not (handles.opened or handles.writing):
+            del self._handles[name]
+
+    def note(self, path: Path, *, closed: bool = False) -> None:
+        """A path changed (or may have): check it until it is complete.
+
+        ``closed``: its writer has just closed it, or it arrived whole (rename, link);
+        counted only where the observer reports closes.
+        """
+        name = self._name(path)
+        if name is None or not is_candidate(Path(name), self.masses_file):
             return
         fingerprint = _fingerprint(path)
         if fingerprint is None:
             return
-        name = relative.as_posix()
+        now = time.monotonic()
         with self._lock:
             entry = self._pending.get(name)
             if entry is None:
-                self._pending[name] = _Pending(fingerprint, time.monotonic())
+                entry = self._pending[name] = _Pending(fingerprint, now)
             elif entry.fingerprint != fingerprint:
-                entry.fingerprint, entry.changed_at = fingerprint, time.monotonic()
+                entry.fingerprint, entry.changed_at, entry.closed_at = fingerprint, now, None
+            if closed and self.close_events:
+                entry.closed_at = now
 
     def scan(self) -> int:
         """Queue every candidate already in the inbox; returns how many were found."""
@@ -133,6 +218,14 @@ class InboxWatcher:
                 found += 1
                 self.note(self.inbox / path.relative_to(self.inbox))
         return found
+
+    def _name(self, path: Path) -> str | None:
+        """The inbox-relative name of a path, or None outside the inbox."""
+        # abspath, not resolve: a symlink must be handed on as itself (ingest refuses it)
+        try:
+            return Path(os.path.abspath(path)).relative_to(self.inbox).as_posix()
+        except ValueError:
+            return None
 
     # -- handing on --------------------------------------------------------------------------
 
@@ -145,7 +238,7 @@ class InboxWatcher:
                 next_rescan = time.monotonic() + self.rescan_interval
 
     def settle_once(self) -> None:
-        """Hand on every pending file that has stopped changing."""
+        """Hand on every pending file that is complete."""
         now = time.monotonic()
         with self._lock:
             names = list(self._pending)
@@ -162,9 +255,11 @@ class InboxWatcher:
                     self._submitted.pop(name, None)
                 continue
             if fingerprint != entry.fingerprint:
-                entry.fingerprint, entry.changed_at = fingerprint, now
+                # written since its last close: wait for the next one (its event may lag)
+                with self._lock:
+                    entry.fingerprint, entry.changed_at, entry.closed_at = fingerprint, now, None
                 continue
-            if now - entry.changed_at < self.settle_seconds:
+            if not self._complete(name, entry, now):
                 continue
             handed = self._submitted.get(name)
             if handed and handed[0] == fingerprint and now - handed[1] < self.resubmit_after:
@@ -182,6 +277,16 @@ class InboxWatcher:
                 self._submitted[name] = (fingerprint, now)
                 self._pending.pop(name, None)
 
+    def _complete(self, name: str, entry: _Pending, now: float) -> bool:
+        empty = entry.fingerprint[0] == 0
+        with self._lock:
+            handles = self._handles.get(name)
+            if handles is not None and (handles.writing or (handles.opened and empty)):
+                return False  # a writer has it open
+        if entry.closed_at is not None and not empty:
+            return now - max(entry.closed_at, entry.changed_at) >= self.quiet_seconds
+        return now - entry.changed_at >= self.settle_seconds
+
     @property
     def pending(self) -> int:
         with self._lock:
@@ -195,8 +300,36 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             return
-        target = getattr(event, "dest_path", "") or event.src_path
-        self.watcher.note(Path(_text(target)))
+        path = Path(_text(event.src_path))
+        if event.event_type == EVENT_TYPE_MOVED:
+            self.watcher.event(EVENT_TYPE_MOVED, path, Path(_text(event.dest_path)))
+        else:
+            self.watcher.event(event.event_type, path)
+
+
+def _reports_closes(observer: BaseObserver) -> bool:
+    """Whether the observer reports close-write events (inotify; polling and others do not)."""
+    try:  # the inotify module exists only where inotify does
+        from watchdog.observers.inotify import InotifyObserver
+    except (ImportError, OSError):
+        return False
+    return isinstance(observer, InotifyObserver)
+
+
+def _pair_moves_promptly() -> None:
+    """Shorten how long watchdog holds inotify events back to pair a move-out with a move-in.
+
+    Every event queues behind an unpaired move-out for that long (0.5 s), and workers move
+    each ingested file out of the inbox, so close events would reach the watcher up to
+    0.5 s late. The kernel reports a rename's two halves together: 0.05 s still pairs them
+    (and an unpaired rename reads as deleted + created, which the watcher handles alike).
+    Process-wide, set before the observer starts; nothing else here uses watchdog.
+    """
+    try:
+        from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
+    except ImportError:  # a watchdog without it: events may lag 0.5 s, still correct
+        return
+    InotifyMoveEventGrouper.delay = MOVE_PAIRING_SECONDS
 
 
 def _text(path: str | bytes) -> str:

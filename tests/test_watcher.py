@@ -17,6 +17,7 @@ class Recorder:
     def __init__(self, inbox: Path, fail_first: int = 0) -> None:
         self.inbox = inbox
         self.calls: list[tuple[str, int]] = []
+        self.handed_at: list[float] = []  # time.monotonic() of each call
         self.fail_first = fail_first
         self.lock = threading.Lock()
 
@@ -26,6 +27,7 @@ class Recorder:
                 self.fail_first -= 1
                 raise ConnectionError("broker down")
             self.calls.append((name, (self.inbox / name).stat().st_size))
+            self.handed_at.append(time.monotonic())
 
     def names(self) -> list[str]:
         with self.lock:
@@ -88,6 +90,80 @@ def test_slow_writer_is_handed_on_once_when_complete(tmp_path):
     assert recorder.calls == [("B001-S01.csv", 10 * len(chunk))]
 
 
+def test_writer_holding_the_file_open_is_handed_on_only_after_close(tmp_path):
+    """Pauses longer than the settle time, and an empty file held open, do not end a copy."""
+    recorder = Recorder(tmp_path)
+    path = tmp_path / "B001-S01.csv"
+    chunk = b"1,2,3,4\n" * 1000
+    with InboxWatcher(tmp_path, recorder, settle_seconds=0.5):
+        with path.open("wb") as handle:
+            time.sleep(1.5)  # created, still empty, held open
+            for _ in range(3):
+                handle.write(chunk)
+                handle.flush()
+                time.sleep(1.5)
+            assert recorder.calls == []
+        assert wait_for(lambda: recorder.calls)
+        time.sleep(1.0)
+    assert recorder.calls == [("B001-S01.csv", 3 * len(chunk))]
+
+
+def test_quick_open_append_close_cycles_are_handed_on_once_after_the_last(tmp_path):
+    recorder = Recorder(tmp_path)
+    path = tmp_path / "B001-S01.csv"
+    line = b"1,2,3,4\n"
+    with InboxWatcher(tmp_path, recorder, settle_seconds=5.0, quiet_seconds=0.5):
+        for _ in range(20):
+            with path.open("ab") as handle:
+                handle.write(line)
+            time.sleep(0.02)
+        assert wait_for(lambda: recorder.calls)
+        time.sleep(1.0)
+    assert recorder.calls == [("B001-S01.csv", 20 * len(line))]
+
+
+def test_file_created_empty_then_filled_by_a_second_open_is_handed_on_with_its_content(tmp_path):
+    """The issue's case: created empty, filled 3 s later (the old settle time was 1 s)."""
+    recorder = Recorder(tmp_path)
+    path = tmp_path / "B001-S01.csv"
+    with InboxWatcher(tmp_path, recorder):  # default settle time
+        path.touch()
+        time.sleep(3.0)
+        assert recorder.calls == []
+        path.write_bytes(b"1,2,3,4\n" * 100)
+        assert wait_for(lambda: recorder.calls)
+        time.sleep(1.0)
+    assert recorder.calls == [("B001-S01.csv", 800)]
+
+
+def test_file_closed_empty_is_handed_on_after_the_settle_time(tmp_path):
+    recorder = Recorder(tmp_path)
+    with InboxWatcher(tmp_path, recorder, settle_seconds=1.0):
+        created = time.monotonic()
+        (tmp_path / "B001-S01.csv").touch()
+        assert wait_for(lambda: recorder.calls)
+    assert recorder.calls == [("B001-S01.csv", 0)]
+    assert recorder.handed_at[0] - created >= 1.0
+
+
+def test_polling_hands_on_after_the_settle_time_not_at_close(tmp_path):
+    """Polling sees no closes: a network copy (chunks, 2 s pauses) waits for the settle time."""
+    recorder = Recorder(tmp_path)
+    path = tmp_path / "B001-S01.csv"
+    chunk = b"1,2,3,4\n" * 1000
+    with InboxWatcher(tmp_path, recorder, polling=True, poll_interval=0.2) as watcher:
+        assert not watcher.close_events
+        for _ in range(3):
+            with path.open("ab") as handle:
+                handle.write(chunk)
+            last_write = time.monotonic()
+            time.sleep(2.0)
+        assert wait_for(lambda: recorder.calls, timeout=watcher.settle_seconds + 20)
+        time.sleep(1.0)
+    assert recorder.calls == [("B001-S01.csv", 3 * len(chunk))]
+    assert recorder.handed_at[0] - last_write >= watcher.settle_seconds
+
+
 def test_files_dropped_while_down_are_found_at_start(tmp_path):
     for name in ("B002-S01.csv", "B002-S02.csv", "partial.csv.part"):
         (tmp_path / name).write_text("data")
@@ -108,6 +184,20 @@ def test_rename_from_part_to_final_name_is_noticed(tmp_path):
         part.rename(tmp_path / "B003-S01.csv")
         assert wait_for(lambda: recorder.calls)
     assert recorder.names() == ["B003-S01.csv"]
+
+
+def test_file_moved_in_from_outside_is_handed_on_once(tmp_path):
+    inbox, staging = tmp_path / "inbox", tmp_path / "staging"
+    inbox.mkdir()
+    staging.mkdir()
+    recorder = Recorder(inbox)
+    # a rename is the end of a copy: handed on long before the settle time
+    with InboxWatcher(inbox, recorder, settle_seconds=60.0):
+        (staging / "B003-S02.csv").write_text("data")
+        (staging / "B003-S02.csv").rename(inbox / "B003-S02.csv")
+        assert wait_for(lambda: recorder.calls)
+        time.sleep(0.5)
+    assert recorder.calls == [("B003-S02.csv", 4)]
 
 
 def test_broker_down_keeps_the_path_and_retries(tmp_path):
