@@ -22,6 +22,7 @@ from pathlib import Path
 from agent.cycler.base import FirstCycle, ReadError, StepSummary
 from agent.cycler.parsing import Columns, CsvRows, csv_dialect, delimiter_of, guard, open_text
 from agent.cycler.steps import (
+    AFTER_CHARGE,
     CHARGE,
     DISCHARGE,
     OTHER,
@@ -241,12 +242,15 @@ def _read_layered(rows: CsvRows, header: list[list[str]], decimal_comma: bool) -
             break
 
     cycle = tracker.result()
+
+    def step_layer(summary: StepSummary | None, role: str) -> StepSummary | None:
+        return _from_step_layer(summary, [steps[s] for s in tracker.steps_of(role)])
+
     cycle = replace(
         cycle,
-        charge=_from_step_layer(cycle.charge, [steps[s] for s in tracker.steps_of(CHARGE)]),
-        discharge=_from_step_layer(
-            cycle.discharge, [steps[s] for s in tracker.steps_of(DISCHARGE)]
-        ),
+        charge=step_layer(cycle.charge, CHARGE),
+        discharge=step_layer(cycle.discharge, DISCHARGE),
+        discharge_after_charge=step_layer(cycle.discharge_after_charge, AFTER_CHARGE),
     )
     return replace(cycle, active_mass_mg=mass_from_specific(cycle))
 

@@ -15,7 +15,10 @@ What counts as the first charge and discharge:
   rest, a charge, the next step): what the cell gives at its first discharge to the cutoff.
   Later discharge steps before the next charge (a C-rate taper after a rest) are not added.
 * when the first current-carrying row is a discharge (`discharge_first`), the first discharge is
-  still that one and the charge is the first charge after it.
+  still that one and the charge is the first charge after it. The tracker then also reads the
+  discharge that follows that charge (`AFTER_CHARGE`, `FirstCycle.discharge_after_charge`): when
+  the discharge before the charge was only a short conditioning step, that one is the first
+  cycle's discharge. Tests that charge first stop after their first discharge as before.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ REST = "rest"
 IMPEDANCE = "impedance"
 OTHER = "other"
 CURRENT_KINDS = frozenset({CHARGE, DISCHARGE})
+# the role of the discharge after the first charge of a test whose first current step discharged
+AFTER_CHARGE = "discharge after charge"
 
 # below this the current is zero (an open circuit reads 0 or noise well under a microamp)
 ZERO_CURRENT_MA = 1e-4
@@ -183,19 +188,26 @@ class _Phase:
 
 
 class FirstCycleTracker:
-    """Feed it samples in file order; `add` returns True once both first steps are complete."""
+    """Feed it samples in file order; `add` returns True once the needed steps are complete.
+
+    Its phases are named by role: `CHARGE`, `DISCHARGE` and, for a test that discharges first,
+    `AFTER_CHARGE`.
+    """
 
     def __init__(self, fmt: str) -> None:
         self.fmt = fmt
         self.rows_read = 0
+        self._phases: dict[str, _Phase] = {}
         self._open: _Phase | None = None
-        self._closed: dict[str, _Phase] = {}
         self._first_kind: str | None = None
         self._other: set[str] = set()
 
     @property
     def done(self) -> bool:
-        return CHARGE in self._closed and DISCHARGE in self._closed
+        needed = {CHARGE, DISCHARGE}
+        if self._first_kind == DISCHARGE:
+            needed.add(AFTER_CHARGE)
+        return self._open is None and needed <= self._phases.keys()
 
     def add(self, sample: Sample) -> bool:
         if self.done:
@@ -209,46 +221,44 @@ class FirstCycleTracker:
                     phase.interlude(sample)
                 else:
                     phase.completed = True
-                    self._close()
+                    self._open = None
             return self.done
         if phase is not None:
             if sample.kind == phase.kind:
                 phase.add(sample)
                 return False
             phase.completed = True
-            self._close()
+            self._open = None
             if self.done:
                 return True
-        if sample.kind not in self._closed:
-            self._open = _Phase(sample)
+        role = self._role_starting(sample.kind)
+        if role is not None:
+            self._open = self._phases[role] = _Phase(sample)
             self._first_kind = self._first_kind or sample.kind
         return False
 
-    def _close(self) -> None:
-        assert self._open is not None
-        self._closed[self._open.kind] = self._open
-        self._open = None
-
-    def steps_of(self, kind: str) -> list[Hashable]:
-        """The cycler steps that made up the first charge or discharge (in order)."""
-        phase = self._phase(kind)
-        return [] if phase is None else list(phase.steps)
-
-    def _phase(self, kind: str) -> _Phase | None:
-        if kind in self._closed:
-            return self._closed[kind]
-        if self._open is not None and self._open.kind == kind:
-            return self._open
+    def _role_starting(self, kind: str) -> str | None:
+        """The phase a current row of this kind begins, or None when it begins none."""
+        if kind not in self._phases:
+            return kind
+        if kind == DISCHARGE and self._first_kind == DISCHARGE and CHARGE in self._phases:
+            return None if AFTER_CHARGE in self._phases else AFTER_CHARGE
         return None
+
+    def steps_of(self, role: str) -> list[Hashable]:
+        """The cycler steps that made up the first charge, first discharge or `AFTER_CHARGE`."""
+        phase = self._phases.get(role)
+        return [] if phase is None else list(phase.steps)
 
     def result(self, **details: Any) -> FirstCycle:
         """What was seen so far (call at the end of the file or once `add` returned True)."""
-        charge, discharge = self._phase(CHARGE), self._phase(DISCHARGE)
+        summaries = {role: phase.summary() for role, phase in self._phases.items()}
         return FirstCycle(
             format_name=self.fmt,
-            charge=None if charge is None else charge.summary(),
-            discharge=None if discharge is None else discharge.summary(),
+            charge=summaries.get(CHARGE),
+            discharge=summaries.get(DISCHARGE),
             discharge_first=self._first_kind == DISCHARGE,
+            discharge_after_charge=summaries.get(AFTER_CHARGE),
             other_steps=frozenset(self._other),
             rows_read=self.rows_read,
             **details,

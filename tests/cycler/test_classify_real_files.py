@@ -74,11 +74,6 @@ def test_real_cells_that_were_ok_stay_ok(cycler_files: Path, local_data: Path) -
     assert arbin.discharge_mah_g == pytest.approx(203.01)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the step tracker does not give FirstCycle.discharge_after_charge yet: the discharge "
-    "after the first charge of a test that discharged first is not read",
-)
 def test_conditioning_discharge_of_a_real_cathode_test_is_skipped(gcpl_files: Path) -> None:
     path = gcpl_files / "gcpl.issue_175.mpr"
     data = BioLogic.MPRfile(str(path)).data

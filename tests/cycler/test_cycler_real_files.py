@@ -77,6 +77,7 @@ def test_maccor_newer_layout_first_cycle(cycler_files: Path) -> None:
     assert cycle.format_name == "maccor-text"
     assert cycle.test_name == "CW-SIMBA-FC-CT-NAPF6-015.053"
     assert not cycle.discharge_first
+    assert cycle.discharge_after_charge is None
     assert cycle.charge is not None and cycle.discharge is not None
     # by hand: step 4 ends at 0.00244213 Ah, step 5 at 0.00225098 Ah
     assert cycle.charge.capacity_mah == pytest.approx(2.44213, rel=REL)
@@ -101,6 +102,10 @@ def test_neware_record_export_that_discharges_first(cycler_files: Path) -> None:
     first_discharge = frame[runs == runs[frame["Step Type"] == "CC DChg"].iloc[0]]
     first_charge = frame[runs == runs[frame["Step Type"] == "CC Chg"].iloc[0]]
     assert first_discharge.index[0] < first_charge.index[0]
+    later = frame.index > first_charge.index[-1]
+    after_charge = frame[runs == runs[later & (frame["Step Type"] == "CC DChg")].iloc[0]]
+    # cycle 1 ends with the charge: the discharge after it is cycle 2's, counted from zero
+    assert after_charge["Cycle Index"].iloc[0] == 2
 
     cycle = _read(path)
 
@@ -124,6 +129,14 @@ def test_neware_record_export_that_discharges_first(cycler_files: Path) -> None:
     assert cycle.discharge.end_v == pytest.approx(first_discharge["Voltage(V)"].iloc[-1])
     # 4.68031 mAh / 2250.15 mAh/g = 2.0800 mg
     assert cycle.active_mass_mg == pytest.approx(2.08, abs=0.001)
+    # the discharge after the first charge is read too, then the reader stops
+    after = cycle.discharge_after_charge
+    assert after is not None and after.completed
+    assert after.capacity_mah == pytest.approx(after_charge["DChg. Cap.(Ah)"].iloc[-1] * 1000)
+    assert after.capacity_mah_g == pytest.approx(after_charge["DChg. Spec. Cap.(mAh/g)"].iloc[-1])
+    assert after.rows == len(after_charge)
+    assert (after.start_v, after.end_v) == tuple(after_charge["Voltage(V)"].iloc[[0, -1]])
+    assert cycle.rows_read == after_charge.index[-1] + 2  # up to the first row after it
 
 
 def _neware_step_rows(path: Path) -> list[tuple[list[str], int]]:
@@ -155,6 +168,7 @@ def test_neware_layered_export_uses_the_step_layer(cycler_files: Path) -> None:
 
     assert cycle.format_name == "neware-csv"
     assert not cycle.discharge_first
+    assert cycle.discharge_after_charge is None
     assert cycle.charge is not None and cycle.discharge is not None
     assert cycle.charge.capacity_mah == pytest.approx(float(charge[5]) * 1000, rel=REL)
     assert cycle.discharge.capacity_mah == pytest.approx(float(discharge[5]) * 1000, rel=REL)
@@ -273,6 +287,7 @@ def test_arbin_mits_headers_with_units(local_data: Path) -> None:
     assert cycle.discharge.rows == 4
     assert (cycle.discharge.start_v, cycle.discharge.end_v) == (4.1502, 2.75)
     assert cycle.discharge.completed
+    assert cycle.discharge_after_charge is None  # it charged first
     assert cycle.rows_read == 15  # stopped at the rest row after the discharge
 
 

@@ -1,4 +1,5 @@
-"""Text readers stream: they stop at the first row after the first discharge.
+"""Text readers stream: they stop at the first row after the first discharge (for a test that
+discharges first, after the discharge that follows its first charge).
 
 Proof: whatever follows the first cycle (100,000 more valid rows, or garbage that would fail to
 parse) changes neither the result nor the number of rows read.
@@ -42,7 +43,7 @@ def test_maccor_stops_after_the_first_discharge_despite_100k_more_rows(
     "relative",
     [
         "maccor/maccor_002.txt",
-        "neware/neware_uio.csv",
+        "neware/neware_uio.csv",  # discharges first: read to the discharge after its charge
         "neware/nw_regular_export_ife_example.csv",
         "biologic/test_loopsnewoutput_MB_CE1_short10k.csv",
     ],

@@ -60,6 +60,7 @@ def test_gcpl_mpr_first_cycle_agrees_with_its_mpt(gcpl_files: Path, run: str) ->
         assert cycle.charge.capacity_mah == pytest.approx(charge_mah, rel=REL)
         assert cycle.discharge.capacity_mah == pytest.approx(discharge_mah, rel=REL)
         assert not cycle.discharge_first
+        assert cycle.discharge_after_charge is None
     assert from_mpr.charge is not None and from_mpt.charge is not None
     assert from_mpr.discharge is not None and from_mpt.discharge is not None
     pairs = ((from_mpr.charge, from_mpt.charge), (from_mpr.discharge, from_mpt.discharge))
@@ -80,6 +81,7 @@ def test_gcpl_mpr_that_discharges_from_open_circuit_first(gcpl_files: Path) -> N
     half = pd.Series(mpr.data["half cycle"])
     discharge_mah = -counter[half == 0].min()  # about 0.00866 mAh from OCV to 2.0 V
     charge_mah = counter[half == 1].max()  # about 0.545 mAh up to 4.2 V
+    after_charge_mah = -counter[half == 2].min()  # about 0.482 mAh back down to 2.0 V
 
     cycle = _read(gcpl_files / "gcpl.issue_175.mpr")
 
@@ -91,6 +93,16 @@ def test_gcpl_mpr_that_discharges_from_open_circuit_first(gcpl_files: Path) -> N
     assert cycle.charge.capacity_mah == pytest.approx(charge_mah, rel=1e-7)
     assert cycle.discharge.end_v == pytest.approx(2.0, abs=1e-3)
     assert cycle.charge.max_v == pytest.approx(4.2, abs=1e-3)
+    # the discharge after the charge is read too, to its end
+    after = cycle.discharge_after_charge
+    assert after is not None and after.completed
+    assert after.capacity_mah == pytest.approx(after_charge_mah, rel=1e-7)
+    assert after.end_v == pytest.approx(2.0, abs=1e-3)
+    # half cycle 2 is the discharge (every row passing charge out), then a rest at open circuit
+    passed = pd.Series(mpr.data["dq/mA.h"])[half == 2]
+    discharging = int((passed < 0).sum())
+    assert (passed.iloc[:discharging] < 0).all() and (passed.iloc[discharging:] == 0).all()
+    assert after.rows == discharging
 
 
 def test_current_from_charge_is_the_mean_current_of_each_interval() -> None:
