@@ -16,13 +16,14 @@ from sqlmodel import Session, select
 
 from agent.campaign import batch_by_number
 from agent.db import Batch, BatchState, Experiment, ModelRun, utcnow
+from agent.errors import LabloopError
 from agent.modelstore import load_model
 from agent.planning import draft_path, release, samples_of
 from agent.recipes import write_draft
 from agent.space import DesignSpace
 
 
-class ApprovalError(ValueError):
+class ApprovalError(LabloopError, ValueError):
     """The batch is not awaiting approval (unknown, approved, rejected or not gated)."""
 
 

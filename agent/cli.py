@@ -16,11 +16,15 @@ from rich.progress import track
 from rich.table import Table
 
 from agent import config
+from agent.errors import LabloopError
 from agent.lab.cli import lab_app
 from agent.lab.truth import LABS
 
 app = typer.Typer(help="labloop: cycler files in, next NCM recipes out.", no_args_is_help=True)
+# results on stdout; logs and errors on stderr, so a pipe gets only the results
 console = Console()
+errors = Console(stderr=True)
+OWN_LOGGERS = ("agent", "workers")
 
 
 @app.callback()
@@ -28,17 +32,32 @@ def _main(
     home: Annotated[
         Path | None, typer.Option(help="labloop home folder (default: LABLOOP_HOME or .)")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="labloop's own progress messages too")
+    ] = False,
 ) -> None:
     if home is not None:
         # the environment carries it to worker processes as well
         os.environ["LABLOOP_HOME"] = str(home.resolve())
         config.get_settings.cache_clear()
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.WARNING,  # third-party libraries: only what went wrong
         format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
+        handlers=[RichHandler(console=errors, show_path=False)],
+        force=True,
     )
+    _log_own(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _log_own(level: int) -> None:
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
+def _as_service() -> None:
+    """A service's log is its output: labloop's own messages at INFO (DEBUG with -v)."""
+    if logging.getLogger(OWN_LOGGERS[0]).level > logging.INFO:
+        _log_own(logging.INFO)
 
 
 def _settings() -> config.Settings:
@@ -55,6 +74,7 @@ def run(
     from agent import stack
     from workers.tasks import submit_ingest
 
+    _as_service()
     settings = _settings()
     console.print(f"labloop: inbox {settings.inbox}, broker {settings.broker_url}")
     workers = stack.Workers(
@@ -98,6 +118,7 @@ def web(
     Read-only unless web_token is set (then batches awaiting approval get a button)."""
     from agent.web.cli import serve
 
+    _as_service()
     _settings()
     serve(host, port)
 
@@ -120,6 +141,7 @@ def watch() -> None:
     from agent import stack
     from workers.tasks import submit_ingest
 
+    _as_service()
     settings = _settings()
     with stack.make_watcher(settings, submit_ingest):
         stack.wait_for_signal()
@@ -333,7 +355,7 @@ def batch_close(
 
     settings = _settings()
     if not close_batch(get_engine(settings.database_url), number, reason):
-        raise typer.BadParameter(f"batch {number} is not open (unknown, or complete already)")
+        raise LabloopError(f"batch {number} is not open (unknown, or complete already)")
     from workers.tasks import retrain as retrain_task
 
     retrain_task.apply_async(args=[number], queue="learning")
@@ -350,16 +372,12 @@ def batch_approve(
     by: Annotated[str | None, typer.Option(help="who approves (default: $USER)")] = None,
 ) -> None:
     """Approve a proposed batch: its recipe file is released to the lab."""
-    from agent.approval import ApprovalError, approve
+    from agent.approval import approve
     from agent.campaign import campaign_space
     from agent.db import get_engine
 
     settings = _settings()
-    try:
-        batch = approve(get_engine(settings.database_url), campaign_space(settings), number,
-                        _who(by))  # fmt: skip
-    except ApprovalError as error:
-        raise typer.BadParameter(str(error)) from None
+    batch = approve(get_engine(settings.database_url), campaign_space(settings), number, _who(by))
     console.print(f"batch {number} approved by {batch.approved_by}: {batch.recipe_file}")
 
 
@@ -370,14 +388,11 @@ def batch_reject(
     by: Annotated[str | None, typer.Option(help="who rejects (default: $USER)")] = None,
 ) -> None:
     """Reject a proposed batch; `labloop propose` makes a new one."""
-    from agent.approval import ApprovalError, reject
+    from agent.approval import reject
     from agent.db import get_engine
 
     settings = _settings()
-    try:
-        reject(get_engine(settings.database_url), number, reason, _who(by))
-    except ApprovalError as error:
-        raise typer.BadParameter(str(error)) from None
+    reject(get_engine(settings.database_url), number, reason, _who(by))
     console.print(f"batch {number} rejected: {reason}")
 
 
@@ -388,7 +403,7 @@ def batch_edit(
     changes: Annotated[list[str], typer.Option("--set", help="name=value to change")],
 ) -> None:
     """Change a sample's recipe in a batch awaiting approval (validated, predicted again)."""
-    from agent.approval import ApprovalError, edit
+    from agent.approval import edit
     from agent.campaign import campaign_space
     from agent.db import get_engine
 
@@ -396,8 +411,8 @@ def batch_edit(
     try:
         experiment = edit(get_engine(settings.database_url), campaign_space(settings), number,
                           sample, _parse_overrides(changes))  # fmt: skip
-    except (ApprovalError, ValueError) as error:
-        raise typer.BadParameter(str(error)) from None
+    except ValueError as error:  # a value outside the space
+        raise LabloopError(str(error)) from None
     console.print(f"{sample} changed; predicted {experiment.predicted_mah_g:.1f} mAh/g")
 
 
@@ -488,15 +503,19 @@ def _demo_home() -> Path:
     home = Path(os.environ.get("LABLOOP_HOME", "demo")).resolve()
     if home.exists() and any(home.iterdir()):
         if not (home / DEMO_MARKER).exists():
-            raise typer.BadParameter(f"{home} is not empty and not a demo folder: choose --home")
+            raise LabloopError(f"{home} is not empty and not a demo folder: choose another --home")
         shutil.rmtree(home)
-    home.mkdir(parents=True)
+    home.mkdir(parents=True, exist_ok=True)
     (home / DEMO_MARKER).write_text("made by `labloop demo`; emptied by the next one\n")
     return home
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except LabloopError as error:
+        errors.print(f"labloop: {error}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

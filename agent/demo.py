@@ -23,6 +23,7 @@ from agent import stack
 from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
 from agent.db import Batch, BatchState, IngestedFile, Result, get_engine
+from agent.errors import LabloopError
 from agent.history import import_history
 from agent.lab import BASELINE, VirtualLab, lab_named, write_history
 from agent.planning import propose_next_batch
@@ -38,7 +39,7 @@ DEFAULT_HISTORY = DEFAULT_PATH.parent / "historical.csv"
 T = TypeVar("T")
 
 
-class DemoStalled(RuntimeError):
+class DemoStalled(LabloopError, RuntimeError):
     """The loop did not move on in time; the message says where it stopped."""
 
 

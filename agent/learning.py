@@ -46,6 +46,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
+from agent.errors import LabloopError
 from agent.feasibility import Feasibility
 from agent.space import DesignSpace
 from agent.training_data import TrainingSet
@@ -68,7 +69,7 @@ NEWEST_IN_GP_FIT = 100
 MIN_REGION_ROWS = 50
 
 
-class NotEnoughData(ValueError):
+class NotEnoughData(LabloopError, ValueError):
     """Too few measured experiments to train on."""
 
 

@@ -13,10 +13,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from agent.db import ModelRun
+from agent.errors import LabloopError
 from agent.learning import TrainedModel
 
 
-class UntrustedModel(RuntimeError):
+class UntrustedModel(LabloopError, RuntimeError):
     """A model file whose bytes are not the ones labloop wrote: never unpickled."""
 
 

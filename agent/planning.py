@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 from agent.acquisition import AcquisitionConfig, Evidence, propose_batch
 from agent.config import Settings
 from agent.db import Batch, BatchState, Experiment, ModelRun, Origin, Result
+from agent.errors import LabloopError
 from agent.learning import TrainedModel, impute
 from agent.modelstore import latest_run, load_model
 from agent.proposer import propose
@@ -36,7 +37,7 @@ from agent.training_data import load_training_set
 log = logging.getLogger(__name__)
 
 
-class NoModel(RuntimeError):
+class NoModel(LabloopError, RuntimeError):
     """Proposing needs a trained model."""
 
 

@@ -96,3 +96,36 @@ def test_ingest_completes_the_batch_and_queues_its_retrain(tmp_path):
         for p in (home / "var" / "broker" / "queue").glob("*.msg")
     ]
     assert [(h["task"], h["argsrepr"]) for h in queued] == [("labloop.retrain", "[1]")]
+
+
+def test_expected_situations_are_one_line_on_stderr_with_exit_2(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proposed = labloop(empty, "propose")
+    assert proposed.returncode == 2
+    assert proposed.stdout == ""
+    assert proposed.stderr.strip().startswith("labloop: only 0 measured experiments")
+    assert "Traceback" not in proposed.stderr and len(proposed.stderr.strip().splitlines()) == 1
+    closed = labloop(empty, "batch", "close", "7", "--reason", "cells lost")
+    assert closed.returncode == 2
+    assert closed.stderr.strip() == ("labloop: batch 7 is not open (unknown, or complete already)")
+
+
+def test_a_taken_port_is_one_line_not_a_traceback(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        served = labloop(tmp_path, "web", "--port", str(port))
+    assert served.returncode == 2
+    assert served.stderr.strip().startswith(f"labloop: cannot listen on 127.0.0.1:{port}")
+    assert "Traceback" not in served.stderr
+
+
+def test_status_prints_no_third_party_log_lines(tmp_path):
+    done = labloop(tmp_path, "status")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("files: 0 archived")
+    assert "alembic" not in done.stdout + done.stderr

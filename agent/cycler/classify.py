@@ -233,11 +233,12 @@ def classify_cycle(
 
 
 def ends_inside_first_cycle(cycle: FirstCycle, protocol: Protocol) -> bool:
-    """The file stops before its first cycle is done: nothing but rest, inside the first
-    charge, or inside the first discharge above its cutoff."""
-    charge, discharge = cycle.charge, cycle.discharge
+    """The file stops before its first cycle is done: before any discharge (rest only,
+    inside the first charge or the rest after it), or inside the first discharge above its
+    cutoff."""
+    discharge = cycle.discharge
     if discharge is None:
-        return charge is None or not charge.completed
+        return True
     above_cutoff = discharge.end_v > protocol.discharge_cutoff_v + protocol.cutoff_tolerance_v
     return not discharge.completed and above_cutoff
 

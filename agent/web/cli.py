@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 from werkzeug.serving import make_server
 
 from agent.config import get_settings
 from agent.db import init_db, make_engine
+from agent.errors import LabloopError
 from agent.web.app import create_app
 
 log = logging.getLogger(__name__)
@@ -19,6 +21,7 @@ def serve(host: str, port: int) -> None:
     settings.ensure_folders()
     # a fresh home shows an empty page rather than an error
     init_db(make_engine(settings.database_url))
+    _check_free(host, port)
     server = make_server(host, port, create_app(settings), threaded=True)
     mode = "approvals need the token" if settings.web_token else "read-only"
     log.info("labloop web: http://%s:%d (%s; Ctrl-C stops)", host, server.server_port, mode)
@@ -28,3 +31,15 @@ def serve(host: str, port: int) -> None:
         log.info("labloop web: stopping")
     finally:
         server.server_close()
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail with one line when the address cannot be listened on (Werkzeug exits with a
+    message of its own instead of raising)."""
+    try:
+        with socket.create_server((host, port), reuse_port=False):
+            pass
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        raise LabloopError(
+            f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port"
+        ) from None
