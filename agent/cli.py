@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import track
 from rich.table import Table
 
@@ -170,7 +171,7 @@ def ingest(
         outcomes[report.status] = outcomes.get(report.status, 0) + 1
         touched.update(report.batch_ids)
         if report.status == "quarantined":
-            console.print(f"[yellow]quarantined[/] {path.name}: {report.reason}")
+            console.print(f"[yellow]quarantined[/] {escape(report.name)}: {escape(report.reason)}")
     console.print(", ".join(f"{n} {status}" for status, n in sorted(outcomes.items())))
     _advance(sorted(touched))
 
@@ -216,12 +217,12 @@ def status() -> None:
     if facts.failures:
         failures = Table("sample", "class", "reason", title="recent failed tests")
         for f in facts.failures:
-            failures.add_row(f.sample_id, f.failure_class or "", f.reason or "")
+            failures.add_row(escape(f.sample_id), f.failure_class or "", escape(f.reason or ""))
         console.print(failures)
     if facts.quarantine.open:
         quarantine = Table("file", "reason", title="quarantine: needs a person")
         for q in facts.quarantine.open:
-            quarantine.add_row(q.name, q.reason)
+            quarantine.add_row(escape(q.name), escape(q.reason))
         console.print(quarantine)
     if facts.quarantine.resolved:
         console.print(
@@ -359,7 +360,7 @@ def batch_close(
     from workers.tasks import retrain as retrain_task
 
     retrain_task.apply_async(args=[number], queue="learning")
-    console.print(f"batch {number} closed ({reason}); retrain queued")
+    console.print(f"batch {number} closed ({escape(reason)}); retrain queued")
 
 
 def _who(by: str | None) -> str:
@@ -393,7 +394,7 @@ def batch_reject(
 
     settings = _settings()
     reject(get_engine(settings.database_url), number, reason, _who(by))
-    console.print(f"batch {number} rejected: {reason}")
+    console.print(f"batch {number} rejected: {escape(reason)}")
 
 
 @batch_app.command("edit")

@@ -129,3 +129,21 @@ def test_status_prints_no_third_party_log_lines(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("files: 0 archived")
     assert "alembic" not in done.stdout + done.stderr
+
+
+def test_any_file_name_is_listed_by_status_escaped(tmp_path):
+    """Names with markup, control characters or bytes that are not UTF-8 never break the
+    listing (nor forge lines in it)."""
+    home = tmp_path / "home"
+    (home / "inbox").mkdir(parents=True)
+    names = [b"[bold]loud.csv", b"line\nbreak.csv", b"r\xe9sum\xe9 <b>.csv"]
+    for name in names:
+        with open(os.fsencode(home / "inbox") + b"/" + name, "wb") as handle:
+            handle.write(b"nothing a reader knows\n")
+    done = labloop(home, "ingest", str(home / "inbox"))
+    assert done.returncode == 0, done.stderr
+    assert "3 quarantined" in done.stdout
+    listed = labloop(home, "status")
+    assert listed.returncode == 0, listed.stderr
+    for shown in ("[bold]loud.csv", "line\\x0abreak.csv", "r\\xe9sum\\xe9 <b>.csv"):
+        assert shown in listed.stdout
