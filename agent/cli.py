@@ -31,7 +31,8 @@ OWN_LOGGERS = ("agent", "workers")
 @app.callback()
 def _main(
     home: Annotated[
-        Path | None, typer.Option(help="labloop home folder (default: LABLOOP_HOME or .)")
+        Path | None,
+        typer.Option(help="labloop home folder (default: LABLOOP_HOME or .)", metavar="DIR"),
     ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="labloop's own progress messages too")
@@ -69,7 +70,7 @@ def _settings() -> config.Settings:
 
 @app.command()
 def run(
-    concurrency: Annotated[int, typer.Option(help="ingest worker processes")] = 2,
+    concurrency: Annotated[int, typer.Option(help="ingest worker processes", metavar="N")] = 2,
 ) -> None:
     """Run the loop on this machine: the inbox watcher and the workers. Ctrl-C stops."""
     from agent import stack
@@ -92,11 +93,14 @@ def run(
 
 @app.command()
 def worker(
-    queue: Annotated[list[str], typer.Option(help="queue(s) to consume: ingest, learning")] = [  # noqa: B006
+    queue: Annotated[
+        list[str],
+        typer.Option(help="queue to consume: ingest, learning (repeat for both)", metavar="QUEUE"),
+    ] = [  # noqa: B006
         "ingest",
         "learning",
     ],
-    concurrency: Annotated[int, typer.Option()] = 1,
+    concurrency: Annotated[int, typer.Option(help="worker processes", metavar="N")] = 1,
 ) -> None:
     """Run one Celery worker (for a deployment with one process per service)."""
     from agent import stack
@@ -111,8 +115,8 @@ def worker(
 
 @app.command()
 def web(
-    port: Annotated[int, typer.Option(help="port of the status page")] = 8000,
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port of the status page", metavar="PORT")] = 8000,
+    host: Annotated[str, typer.Option(help="address to listen on", metavar="HOST")] = "127.0.0.1",
 ) -> None:
     """The status page: batches, queues, inbox, quarantine, latest model.
 
@@ -126,8 +130,10 @@ def web(
 
 @app.command()
 def flower(
-    port: Annotated[int, typer.Option(help="port of Flower's web page")] = 5555,
-    address: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port of Flower's web page", metavar="PORT")] = 5555,
+    address: Annotated[
+        str, typer.Option(help="address to listen on", metavar="HOST")
+    ] = "127.0.0.1",
 ) -> None:
     """Celery's own view of tasks and workers (Flower), on the configured broker."""
     _settings()
@@ -150,7 +156,9 @@ def watch() -> None:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="files or folders to record")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="files or folders to record", metavar="PATH...")
+    ],
 ) -> None:
     """Record files now, in this process (backfill). Files outside the inbox are copied."""
     from agent.ingest import Ingestor
@@ -233,7 +241,10 @@ def status() -> None:
 
 @app.command("import-history")
 def import_history_command(
-    path: Annotated[Path, typer.Argument(help="CSV: parameters, initial_discharge_mah_g, status")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="CSV: parameters, initial_discharge_mah_g, status", metavar="FILE"),
+    ],
 ) -> None:
     """Load past experiments (failed rows too) as `historical`."""
     from agent.campaign import campaign_space
@@ -266,7 +277,9 @@ def propose(
         list[str] | None,
         typer.Option(
             "--set",
-            help="pin or narrow a parameter for this proposal: name=value or name=low:high",
+            help="pin or narrow a parameter for this proposal: name=value or name=low:high "
+            "(repeatable)",
+            metavar="NAME=VALUE",
         ),
     ] = None,
 ) -> None:
@@ -347,8 +360,10 @@ def batch_list() -> None:
 
 @batch_app.command("close")
 def batch_close(
-    number: Annotated[int, typer.Argument(help="batch number")],
-    reason: Annotated[str, typer.Option(help="why the missing samples will never come")],
+    number: Annotated[int, typer.Argument(help="batch number", metavar="N")],
+    reason: Annotated[
+        str, typer.Option(help="why the missing samples will never come", metavar="TEXT")
+    ],
 ) -> None:
     """Mark a batch complete without its missing samples, and start its retrain."""
     from agent.campaign import close_batch
@@ -369,8 +384,10 @@ def _who(by: str | None) -> str:
 
 @batch_app.command("approve")
 def batch_approve(
-    number: Annotated[int, typer.Argument(help="batch number")],
-    by: Annotated[str | None, typer.Option(help="who approves (default: $USER)")] = None,
+    number: Annotated[int, typer.Argument(help="batch number", metavar="N")],
+    by: Annotated[
+        str | None, typer.Option(help="who approves (default: $USER)", metavar="NAME")
+    ] = None,
 ) -> None:
     """Approve a proposed batch: its recipe file is released to the lab."""
     from agent.approval import approve
@@ -384,9 +401,11 @@ def batch_approve(
 
 @batch_app.command("reject")
 def batch_reject(
-    number: Annotated[int, typer.Argument(help="batch number")],
-    reason: Annotated[str, typer.Option(help="why the proposal is turned down")],
-    by: Annotated[str | None, typer.Option(help="who rejects (default: $USER)")] = None,
+    number: Annotated[int, typer.Argument(help="batch number", metavar="N")],
+    reason: Annotated[str, typer.Option(help="why the proposal is turned down", metavar="TEXT")],
+    by: Annotated[
+        str | None, typer.Option(help="who rejects (default: $USER)", metavar="NAME")
+    ] = None,
 ) -> None:
     """Reject a proposed batch; `labloop propose` makes a new one."""
     from agent.approval import reject
@@ -399,9 +418,12 @@ def batch_reject(
 
 @batch_app.command("edit")
 def batch_edit(
-    number: Annotated[int, typer.Argument(help="batch number")],
-    sample: Annotated[str, typer.Argument(help="sample id, e.g. B004-S03")],
-    changes: Annotated[list[str], typer.Option("--set", help="name=value to change")],
+    number: Annotated[int, typer.Argument(help="batch number", metavar="N")],
+    sample: Annotated[str, typer.Argument(help="sample id, e.g. B004-S03", metavar="SAMPLE")],
+    changes: Annotated[
+        list[str],
+        typer.Option("--set", help="name=value to change (repeatable)", metavar="NAME=VALUE"),
+    ],
 ) -> None:
     """Change a sample's recipe in a batch awaiting approval (validated, predicted again)."""
     from agent.approval import edit
@@ -440,11 +462,15 @@ FAST_BUDGET = {
 
 @app.command()
 def demo(
-    batches: Annotated[int, typer.Option(help="batches the virtual lab runs")] = 3,
-    seed: Annotated[int, typer.Option(help="virtual lab seed")] = 0,
-    pace: Annotated[float, typer.Option(help="seconds between two dropped files")] = 0.3,
+    batches: Annotated[int, typer.Option(help="batches the virtual lab runs", metavar="N")] = 3,
+    seed: Annotated[int, typer.Option(help="virtual lab seed", metavar="N")] = 0,
+    pace: Annotated[
+        float, typer.Option(help="seconds between two dropped files", metavar="SECONDS")
+    ] = 0.3,
     fast: Annotated[bool, typer.Option(help="small learning and swarm budgets")] = False,
-    lab: Annotated[str, typer.Option(help=f"virtual lab: {', '.join(LABS)}")] = "baseline",
+    lab: Annotated[
+        str, typer.Option(help=f"virtual lab: {', '.join(LABS)}", metavar="NAME")
+    ] = "baseline",
 ) -> None:
     """The whole loop, hands-off, on a virtual NCM lab (in ./demo unless --home is given)."""
     if lab not in LABS:

@@ -147,3 +147,19 @@ def test_any_file_name_is_listed_by_status_escaped(tmp_path):
     assert listed.returncode == 0, listed.stderr
     for shown in ("[bold]loud.csv", "line\\x0abreak.csv", "r\\xe9sum\\xe9 <b>.csv"):
         assert shown in listed.stdout
+
+
+COMMANDS = [[], ["run"], ["worker"], ["web"], ["ingest"], ["status"], ["import-history"],
+            ["retrain"], ["propose"], ["batch", "list"], ["batch", "close"], ["batch", "edit"],
+            ["demo"], ["lab", "history"]]  # fmt: skip
+
+
+def test_help_reads_like_a_unix_tool(tmp_path):
+    """Normal metavars (N, PATH..., NAME=VALUE), no typed placeholders, flags take no value."""
+    for command in COMMANDS:
+        shown = labloop(tmp_path, *command, "--help")
+        assert shown.returncode == 0, (command, shown.stderr)
+        for odd in ("<bool>", "<int>", "<str>", "<list", "{", "}"):
+            assert odd not in shown.stdout, (command, odd)
+    assert "ingest [OPTIONS] PATH..." in labloop(tmp_path, "ingest", "--help").stdout
+    assert "NAME=VALUE" in labloop(tmp_path, "propose", "--help").stdout

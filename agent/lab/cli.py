@@ -22,9 +22,13 @@ def _lab() -> None:
 
 @lab_app.command()
 def history(
-    out: Annotated[Path, typer.Option(help="CSV file to write")] = Path("data/historical.csv"),
-    seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same file")] = 0,
-    rows: Annotated[int, typer.Option(min=1, help="number of past experiments")] = 700,
+    out: Annotated[Path, typer.Option(help="CSV file to write", metavar="FILE")] = Path(
+        "data/historical.csv"
+    ),
+    seed: Annotated[
+        int, typer.Option(help="random seed: the same seed gives the same file", metavar="N")
+    ] = 0,
+    rows: Annotated[int, typer.Option(min=1, help="number of past experiments", metavar="N")] = 700,
 ) -> None:
     """Write a biased historical record (the paper's shape) for `labloop import-history`."""
     path = write_history(out, seed, rows)
