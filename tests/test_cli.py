@@ -163,3 +163,28 @@ def test_help_reads_like_a_unix_tool(tmp_path):
             assert odd not in shown.stdout, (command, odd)
     assert "ingest [OPTIONS] PATH..." in labloop(tmp_path, "ingest", "--help").stdout
     assert "NAME=VALUE" in labloop(tmp_path, "propose", "--help").stdout
+
+
+def test_every_setting_and_option_is_in_the_readme():
+    import typer.main
+
+    from agent.cli import app
+    from agent.config import Settings
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert [f for f in Settings.model_fields if f"`{f}`" not in readme] == []
+    builtin = {"--help", "--install-completion", "--show-completion"}
+
+    def undocumented(command, path: str) -> list[str]:  # noqa: ANN001 - a click command
+        missing = [
+            f"{path} {opt}"
+            for param in command.params
+            if param.param_type_name == "option"
+            for opt in param.opts
+            if opt.startswith("--") and opt not in builtin and opt not in readme
+        ]
+        for name, sub in getattr(command, "commands", {}).items():
+            missing += undocumented(sub, f"{path} {name}")
+        return missing
+
+    assert undocumented(typer.main.get_command(app), "labloop") == []
