@@ -6,11 +6,14 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import track
@@ -477,8 +480,6 @@ def demo(
         raise typer.BadParameter(
             f"unknown lab {lab!r}; known: {', '.join(LABS)}", param_hint="--lab"
         )
-    from rich.live import Live
-
     from agent.demo import DemoConfig, run_demo
 
     home = _demo_home()
@@ -496,15 +497,8 @@ def demo(
     from workers.tasks import submit_ingest
 
     console.print(f"labloop demo: {batches} batches in {home}, broker {settings.broker_url}")
-    with Live(console=console, refresh_per_second=4, transient=True) as live:
-
-        def show(progress) -> None:  # noqa: ANN001 - a demo.Progress
-            live.update(
-                f"batch {progress.batch}: {progress.stage:<9} | files in {progress.files_in} | "
-                f"results {progress.results} | failed tests {progress.failures}"
-            )
-
-        demo_config = DemoConfig(batches=batches, seed=seed, pace_seconds=pace, lab=lab)
+    demo_config = DemoConfig(batches=batches, seed=seed, pace_seconds=pace, lab=lab)
+    with _progress_display() as show:
         summaries = run_demo(settings, demo_config, submit_ingest, show)
     table = Table("batch", "model", "predicted max", "measured range", "best so far", "MAPE %",
                   "failed", title="what each batch taught")  # fmt: skip
@@ -517,6 +511,30 @@ def demo(
         )  # fmt: skip
     console.print(table)
     console.print(f"figures: {home / 'report'}; recipes: {home / 'recipes'}")
+
+
+@contextmanager
+def _progress_display() -> Iterator[Callable[[Any], None]]:
+    """A live line in a terminal; piped or logged, a plain line whenever the stage moves."""
+
+    def line(progress: Any) -> str:  # a demo.Progress
+        return (
+            f"batch {progress.batch}: {progress.stage:<9} | files in {progress.files_in} | "
+            f"results {progress.results} | failed tests {progress.failures}"
+        )
+
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=4, transient=True) as live:
+            yield lambda progress: live.update(line(progress))
+        return
+    last: list[tuple[int, str]] = []
+
+    def print_stage(progress: Any) -> None:
+        if [(progress.batch, progress.stage)] != last:
+            last[:] = [(progress.batch, progress.stage)]
+            print(line(progress), flush=True)
+
+    yield print_stage
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
