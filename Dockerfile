@@ -4,7 +4,6 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY agent ./agent
 COPY workers ./workers
-COPY data ./data
 RUN pip install --no-cache-dir .
 ENV LABLOOP_HOME=/lab
 VOLUME ["/lab"]

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     # watcher: a file still in the inbox this long after it was handed on is handed on again
     resubmit_after_seconds: float = Field(default=300.0, gt=0)
 
-    # the design space (default: data/design_space.toml) and this campaign's pins / ranges:
+    # the design space (default: agent/data/design_space.toml) and this campaign's pins / ranges:
     # {"atmosphere": "air", "ni_fraction": [0.94, 0.96]} (a value pins, a pair narrows)
     design_space: Path | None = None
     campaign: dict[str, Any] = Field(default_factory=dict)

@@ -16,6 +16,7 @@ import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ from agent.space_params import (
 
 __all__ = ["DEFAULT_PATH", "Constraint", "Derived", "DesignSpace", "Parameter", "Recipe"]
 
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "data" / "design_space.toml"
+# package data: found the same way in a checkout and in an installed wheel
+DEFAULT_PATH = Path(str(files("agent") / "data" / "design_space.toml"))
 
 
 class DesignSpace:
@@ -61,7 +63,7 @@ class DesignSpace:
     # ------------------------------------------------------------------ construction
     @classmethod
     def load(cls, path: str | Path | None = None) -> DesignSpace:
-        """The space in a TOML file (default: the repository's data/design_space.toml)."""
+        """The space in a TOML file (default: the shipped agent/data/design_space.toml)."""
         with open(path or DEFAULT_PATH, "rb") as f:
             return cls.from_dict(tomllib.load(f))
 

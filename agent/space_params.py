@@ -1,6 +1,6 @@
 """Building blocks of a design space (parameters, constraints, derived values) and its schema.
 
-`parse_space` reads the structure of ``data/design_space.toml`` (documented at its top)
+`parse_space` reads the structure of ``agent/data/design_space.toml`` (documented at its top)
 into these dataclasses; `agent.space.DesignSpace` puts them together.
 """
 

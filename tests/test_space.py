@@ -92,9 +92,9 @@ def test_default_space_is_the_campaign_table() -> None:
     assert lower.tolist() == [0.0] * SPACE.dim and upper.tolist() == [1.0] * SPACE.dim
 
 
-def test_load_reads_the_repository_file_by_default() -> None:
+def test_load_reads_the_shipped_file_by_default() -> None:
     repository = Path(__file__).resolve().parents[1]
-    assert repository / "data" / "design_space.toml" == DEFAULT_PATH
+    assert repository / "agent" / "data" / "design_space.toml" == DEFAULT_PATH
     assert DesignSpace.load(DEFAULT_PATH).parameters == SPACE.parameters
 
 

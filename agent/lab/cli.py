@@ -23,7 +23,7 @@ def _lab() -> None:
 @lab_app.command()
 def history(
     out: Annotated[Path, typer.Option(help="CSV file to write", metavar="FILE")] = Path(
-        "data/historical.csv"
+        "historical.csv"
     ),
     seed: Annotated[
         int, typer.Option(help="random seed: the same seed gives the same file", metavar="N")

@@ -81,4 +81,4 @@ def test_cli_writes_the_shipped_file_reproducibly(tmp_path):
     out = tmp_path / "historical.csv"
     result = CliRunner().invoke(lab_app, ["history", "--out", str(out), "--seed", "0"])
     assert result.exit_code == 0, result.output
-    assert out.read_bytes() == (REPO / "data" / "historical.csv").read_bytes()
+    assert out.read_bytes() == (REPO / "agent" / "data" / "historical.csv").read_bytes()
