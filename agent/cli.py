@@ -336,10 +336,12 @@ def _number_or_text(text: str) -> float | str:
 def _print_model(run) -> None:  # noqa: ANN001 - a ModelRun
     console.print(
         f"model v{run.version}: {run.n_train} measured experiments, "
-        f"CV RMSE {run.cv_rmse:.2f} mAh/g, R² {run.cv_r2:.3f}"
+        f"CV RMSE {run.cv_rmse:.2f} mAh/g, R² {run.cv_r2:.3f} "
+        "(tuned GBM, mean over the test folds of k-fold CV)"
     )
     if run.comparison:
-        table = Table("metric", *run.comparison, title="five-fold CV (paper Table 1)")
+        title = "k-fold CV, mean over the folds (paper Table 1; GBM: the tuned model in use)"
+        table = Table("metric", *run.comparison, title=title)
         for metric in next(iter(run.comparison.values())):
             table.add_row(metric, *(f"{run.comparison[m][metric]:.3f}" for m in run.comparison))
         console.print(table)

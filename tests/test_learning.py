@@ -90,3 +90,14 @@ def test_impute_fills_old_records():
     assert filled["calcination_temp_c"].notna().all()
     assert filled["li_source"].notna().all() and filled["atmosphere"].notna().all()
     SPACE.features(filled)  # every value is now valid for the feature table
+
+
+def test_one_r2_the_headline_is_the_tuned_gbm_column_of_the_comparison():
+    from agent.learning import LearningConfig, fit
+
+    config = LearningConfig(n_iter=3, folds=3, ensemble=2, compare=True, seed=1)
+    _model, report = fit(training_set(120), SPACE, config)
+    assert list(report.comparison) == ["DT", "RF", "GBM", "NN"]
+    assert report.comparison["GBM"]["R2 test"] == report.cv_r2
+    # the same folds and seed as the search: its best score is the column's test RMSE
+    assert report.comparison["GBM"]["RMSE test"] == pytest.approx(report.cv_rmse, rel=1e-9)
