@@ -20,10 +20,13 @@ from agent.config import Settings
 from agent.db import Batch, BatchState, Experiment, ModelRun, Origin, Result
 from agent.errors import LabloopError
 from agent.learning import TrainedModel, impute
-from agent.modelstore import latest_run, load_model
+from agent.modelstore import latest_run, load_model, write_once
 from agent.proposer import propose
 from agent.recipes import (
+    ModelSummary,
     PlannedSample,
+    about_path,
+    about_text,
     recipe_path,
     render,
     write_draft,
@@ -254,7 +257,20 @@ def _ensure_file(engine: Engine, space: DesignSpace, batch: Batch) -> Batch:
         session.commit()
     batch.recipe_sha256 = expected
     draft_path(batch).unlink(missing_ok=True)
+    _write_about(engine, batch)
     return batch
+
+
+def _write_about(engine: Engine, batch: Batch) -> None:
+    """The text beside the recipe file saying what its columns mean and which model made it."""
+    path = Path(batch.recipe_file)
+    with Session(engine) as session:
+        run = session.exec(select(ModelRun).where(ModelRun.version == batch.model_version)).first()
+    if run is None:  # a batch from a recipe file the lab wrote itself
+        return
+    model = ModelSummary(run.version, run.n_train, run.cv_rmse, run.cv_r2, run.region_cv_rmse)
+    with suppress(FileExistsError):  # the same text, written before a crash
+        write_once(about_path(path), about_text(path.name, batch.number, model).encode())
 
 
 def recipe_is_ours(batch: Batch) -> bool:

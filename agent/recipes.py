@@ -43,8 +43,68 @@ class PlannedSample:
     probe: str | None = None
 
 
+# what each column of a recipe file means: written beside every recipe file, shown on the page
+COLUMN_MEANINGS = (
+    ("sample_id", "label the cell's export with it, in the file name or the test name "
+                  "(B004-S03.csv); labloop matches results by it"),
+    ("recipe columns", "the recipe to make, on the design space's grid; units in the header"),
+    ("predicted_capacity_mah_g", "the model's expected first-cycle discharge capacity at the "
+                                 "lab's protocol"),
+    ("low_95_mah_g, high_95_mah_g", "the 95 % interval of a measurement: about 19 of 20 "
+                                    "results should land inside it"),
+    ("uncertainty_mah_g", "one standard deviation of that interval (the model's uncertainty, "
+                          "larger far from tried recipes, plus measurement noise)"),
+    ("p_success", "the chance the synthesis gives a powder to test: the success rate of tried "
+                  "recipes nearby, 0.5 where none is near; a failed synthesis lowers it for "
+                  "its neighbours"),
+    ("model_version", "the model that proposed the row"),
+    ("probe", "empty, or the value the recipe tries that few or no tried recipes used "
+              "(atmosphere=air): a deliberate test of what the model cannot know yet"),
+)  # fmt: skip
+
+
 def recipe_path(folder: Path, batch_number: int) -> Path:
     return folder / f"batch-{batch_number:03d}.csv"
+
+
+def about_path(recipe_file: Path) -> Path:
+    """The text beside a recipe file that says what it holds (batch-004.about.txt)."""
+    return recipe_file.with_name(recipe_file.stem + ".about.txt")
+
+
+def about_text(recipe_name: str, batch_number: int, model: ModelSummary) -> str:
+    """What a recipe file holds, which model made it and how far to trust that model."""
+    region = (
+        f"; on regions of the design space it did not see, {model.region_cv_rmse:.2f} mAh/g"
+        if model.region_cv_rmse is not None
+        else ""
+    )
+    width = max(len(name) for name, _ in COLUMN_MEANINGS)
+    lines = [
+        f"{recipe_name}: the recipes labloop proposes for batch {batch_number}.",
+        "",
+        f"Made by model v{model.version}, trained on {model.n_train} measured experiments. "
+        f"Its cross-validated error is {model.cv_rmse:.2f} mAh/g (R\u00b2 {model.cv_r2:.3f}, "
+        f"mean over the test folds){region}.",
+        "",
+        "Columns:",
+        *(f"  {name:<{width}}  {meaning}" for name, meaning in COLUMN_MEANINGS),
+        "",
+        "Drop each cell's cycler export (or a result sheet, failed syntheses included) into "
+        "the inbox; the tenth result of the batch starts the next proposal.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """The figures of a model run a recipe file's reader needs."""
+
+    version: int
+    n_train: int
+    cv_rmse: float
+    cv_r2: float
+    region_cv_rmse: float | None = None
 
 
 def _cell(value: Any, digits: int | None = None) -> str:

@@ -125,3 +125,18 @@ def test_no_batch_is_proposed_past_the_campaign_budget(engine, small, with_histo
     assert propose_next_batch(engine, budget, space, retrain(engine, budget, space)) is None
     with Session(engine) as session:
         assert len(session.exec(select(Batch)).all()) == 1
+
+
+def test_a_recipe_file_comes_with_text_saying_what_it_holds(engine, small, with_history):
+    space = campaign_space(small)
+    run = retrain(engine, small, space)
+    batch = propose_next_batch(engine, small, space, run)
+    about = Path(batch.recipe_file).with_name("batch-001.about.txt").read_text()
+    assert about.startswith("batch-001.csv: the recipes labloop proposes for batch 1.")
+    assert f"model v{run.version}, trained on {run.n_train} measured experiments" in about
+    assert f"error is {run.cv_rmse:.2f} mAh/g (R² {run.cv_r2:.3f}" in about
+    header = Path(batch.recipe_file).read_text(encoding="utf-8-sig").splitlines()[0].split(",")
+    # every prediction column of the file is explained
+    for column in header[header.index("predicted_capacity_mah_g") :]:
+        assert f"  {column}" in about or f", {column}" in about, column
+    assert "p_success" in about and "0.5 where none is near" in about

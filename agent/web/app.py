@@ -35,6 +35,7 @@ from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
 from agent.db import as_utc, make_engine
 from agent.planning import recipe_is_ours
+from agent.recipes import COLUMN_MEANINGS
 from agent.report import model_parity_png
 from agent.web import facts
 from agent.web.facts import BatchFacts
@@ -87,6 +88,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
             files=files(),
             models=facts.model_facts(engine),
             writes_enabled=settings.web_token is not None,
+            column_meanings=COLUMN_MEANINGS,
             **queue_facts(),
         )
 

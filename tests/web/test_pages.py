@@ -216,3 +216,14 @@ def test_a_file_name_that_is_not_utf8_is_shown_escaped(settings: Settings, engin
     files = client.get("/api/files")
     assert files.status_code == 200
     assert "r\\\\xe9sum\\\\xe9 <b>.csv" in files.get_data(as_text=True)
+
+
+def test_the_page_explains_the_recipe_columns(client: FlaskClient) -> None:
+    from html import escape
+
+    from agent.recipes import COLUMN_MEANINGS
+
+    page = client.get("/").get_data(as_text=True)
+    assert "What the columns of a recipe file mean" in page
+    for name, meaning in COLUMN_MEANINGS:
+        assert f"<code>{name}</code>" in page and escape(meaning) in page
