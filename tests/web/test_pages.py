@@ -219,7 +219,7 @@ def test_a_file_name_that_is_not_utf8_is_shown_escaped(settings: Settings, engin
 
 
 def test_the_page_explains_the_recipe_columns(client: FlaskClient) -> None:
-    from html import escape
+    from markupsafe import escape
 
     from agent.recipes import COLUMN_MEANINGS
 
