@@ -24,11 +24,12 @@ from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
 from agent.db import Batch, BatchState, IngestedFile, Result, get_engine
 from agent.errors import LabloopError
+from agent.figures import write_figures
 from agent.history import import_history
 from agent.lab import BASELINE, VirtualLab, lab_named, write_history
 from agent.planning import propose_next_batch
 from agent.recipes import read_recipe_file
-from agent.report import BatchSummary, batch_summaries, write_figures
+from agent.report import BatchSummary, batch_summaries
 from agent.space import DEFAULT_PATH
 from agent.training import retrain
 from agent.watcher import Submit
@@ -94,7 +95,7 @@ def run_demo(
                 _run_one_batch(engine, settings, lab, number, config, report)
     finally:
         workers.stop()
-    write_figures(engine, settings.home / "report")
+    write_figures(engine, space, settings.home / "report")
     return batch_summaries(engine)
 
 

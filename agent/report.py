@@ -1,10 +1,7 @@
-"""What each batch taught: the per-batch table and the paper's figures (Fig. 2/5, Fig. 4).
-
-* the table: predicted maximum, measured range, best so far, mean absolute percentage
-  error (MAPE) of the predictions on the batch, failures;
-* ``parity.png``: predicted vs measured for every batch (the paper's Fig. 4);
-* ``distributions.png``: parameter distributions of the history vs each batch
-  (the paper's Fig. 2 and 5): how far the loop leaves the habitual region.
+"""What each batch taught: the per-batch table (predicted maximum, measured range, best so
+far, mean absolute percentage error (MAPE) of the predictions on the batch, failures), the
+experiments behind it, and the parity plot of a model's out-of-fold predictions. The
+figures per batch are in ``agent.figures``.
 """
 
 from __future__ import annotations
@@ -12,7 +9,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,9 +20,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from agent.db import Batch, Experiment, Result
-
-FIGURE_PARAMETERS = ("ni_fraction", "calcination_temp_c", "li_ratio", "coating_temp_c",
-                     "dopant_zr", "dopant_nb")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,20 +44,24 @@ def experiments_frame(engine: Engine) -> pd.DataFrame:
         experiments = session.exec(select(Experiment)).all()
         numbers = dict(session.exec(select(Batch.id, Batch.number)).all())
         results = session.exec(
-            select(Result.experiment_id, Result.outcome, Result.discharge_mah_g)
-        ).all()
-    outcomes = pd.DataFrame(results, columns=["experiment_id", "outcome", "capacity"])
+            select(Result.experiment_id, Result.outcome, Result.discharge_mah_g,
+                   Result.failure_class).order_by(Result.id)
+        ).all()  # fmt: skip
+    outcomes = pd.DataFrame(results, columns=["experiment_id", "outcome", "capacity", "class"])
     ok = outcomes[(outcomes["outcome"] == "ok") & outcomes["capacity"].notna()]
     measured = ok.groupby("experiment_id")["capacity"].mean()
-    failed = outcomes[outcomes["outcome"] == "failed"].groupby("experiment_id").size()
+    failures = outcomes[outcomes["outcome"] == "failed"].groupby("experiment_id")
+    failed, failure_class = failures.size(), failures["class"].last()
     rows = [
         {
             **e.parameters,
             "sample_id": e.sample_id,
             "batch": numbers.get(e.batch_id),
             "predicted": e.predicted_mah_g,
+            "predicted_std": e.predicted_std_mah_g,
             "measured": measured.get(e.id, np.nan),
             "failed": int(failed.get(e.id, 0)),
+            "failure_class": failure_class.get(e.id),
         }
         for e in experiments
     ]
@@ -115,29 +112,6 @@ def _min(values: pd.Series) -> float | None:
     return None if values.dropna().empty else float(values.min())
 
 
-def write_figures(engine: Engine, folder: Path) -> list[Path]:
-    """Write parity.png and distributions.png into ``folder``; returns their paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    frame = experiments_frame(engine)
-    return [_parity(frame, folder / "parity.png"),
-            _distributions(frame, folder / "distributions.png")]  # fmt: skip
-
-
-def _parity(frame: pd.DataFrame, path: Path) -> Path:
-    batches = sorted(b for b in frame["batch"].dropna().unique())
-    columns = max(1, len(batches))
-    figure = Figure(figsize=(4 * columns, 4))
-    axes = figure.subplots(1, columns, squeeze=False)
-    for ax, number in zip(axes[0], batches or [None], strict=False):
-        own = frame[frame["batch"] == number].dropna(subset=["predicted", "measured"])
-        mape = _draw_parity(ax, own["measured"], own["predicted"])
-        ax.set_title("no measured batch yet" if mape is None
-                     else f"batch {int(number)}: MAPE {mape:.1f} %")  # fmt: skip
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    return path
-
-
 def model_parity_png(measured: Sequence[float], predicted: Sequence[float], version: int) -> bytes:
     """A model's out-of-fold predictions against the measured values, as PNG bytes."""
     figure = Figure(figsize=(5, 4.6))
@@ -164,27 +138,3 @@ def _draw_parity(
     ax.plot([low, high], [low, high], color="grey", linewidth=1)
     ax.scatter(measured, predicted, color="tab:blue")
     return float((abs(predicted - measured) / measured).mean() * 100)
-
-
-def _distributions(frame: pd.DataFrame, path: Path) -> Path:
-    names = [n for n in FIGURE_PARAMETERS if n in frame]
-    figure = Figure(figsize=(13, 7))
-    axes = figure.subplots(2, 3)
-    groups = [("history", frame[frame["batch"].isna()])] + [
-        (f"batch {int(b)}", frame[frame["batch"] == b])
-        for b in sorted(frame["batch"].dropna().unique())
-    ]
-    for ax, name in zip(axes.flat, names, strict=False):
-        values = pd.to_numeric(frame[name], errors="coerce").dropna()
-        bins = np.linspace(values.min(), values.max(), 21) if len(values) else 10
-        for label, group in groups:
-            data = pd.to_numeric(group[name], errors="coerce").dropna()
-            if len(data):
-                ax.hist(data, bins=bins, density=True, histtype="step", linewidth=1.5,
-                        label=label)  # fmt: skip
-        ax.set_title(name)
-    axes.flat[0].legend(fontsize=8)
-    figure.suptitle("parameter distributions: history vs each batch")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    return path

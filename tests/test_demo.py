@@ -34,7 +34,9 @@ def test_short_demo_runs_the_whole_loop(tmp_path):
         states = session.exec(select(Batch.state).order_by(Batch.number)).all()
     assert results == 20
     assert states == ["trained", "trained"]
-    assert {p.name for p in (home / "report").iterdir()} >= {"parity.png", "distributions.png"}
+    assert {p.name for p in (home / "report").iterdir()} >= {
+        f"{name}.{fmt}" for name in ("parity", "parameters", "best") for fmt in ("png", "svg")
+    }
     assert "what each batch taught" in done.stdout
     assert "B002" in done.stdout
     # piped, the demo says where it is as plain lines, once per stage, and no log noise

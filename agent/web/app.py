@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +33,7 @@ from agent.approval import ApprovalError, approve
 from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
 from agent.db import as_utc, make_engine
+from agent.figures import FIGURE_NAMES, FORMATS, batch_figures, figure_bytes
 from agent.planning import recipe_is_ours
 from agent.recipes import COLUMN_MEANINGS
 from agent.report import model_parity_png
@@ -84,7 +84,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
             now=datetime.now(UTC),
             refresh_seconds=REFRESH_SECONDS,
             batches=all_batches,
-            chart=best_chart(all_batches),
+            figure_names=FIGURE_NAMES,
             files=files(),
             models=facts.model_facts(engine),
             writes_enabled=settings.web_token is not None,
@@ -128,6 +128,23 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
                 mimetype="text/plain",
             )
         return send_from_directory(settings.recipes, name, mimetype="text/csv", as_attachment=True)
+
+    figure_files: dict[tuple[Any, ...], bytes] = {}  # (data key, name, format) -> bytes
+
+    @app.get("/figures/batches/<name>.<fmt>")
+    def batch_figure(name: str, fmt: str) -> Response:
+        """The demo report's figures, drawn from the database as it is now."""
+        if name not in FIGURE_NAMES or fmt not in FORMATS:
+            abort(404)
+        key = (summaries.key(), name, fmt)
+        if key not in figure_files:
+            drawn = batch_figures(engine, campaign_space(settings))
+            figure_files.clear()  # older data: never shown again
+            figure_files.update(
+                {(key[0], n, f): figure_bytes(drawn[n], f) for n in drawn for f in FORMATS}
+            )
+        mimetype = "image/svg+xml" if fmt == "svg" else "image/png"
+        return Response(figure_files[key], mimetype=mimetype)
 
     @app.get("/figures/parity.png")
     def parity_png() -> Response:
@@ -189,54 +206,3 @@ def ago(moment: datetime | None, now: datetime | None = None) -> str:
 def clock(moment: datetime | None) -> str:
     """The local time of the server, as lab staff read a clock: 'Mon 12 Jan 07:24'."""
     return "-" if moment is None else as_utc(moment).astimezone().strftime("%a %d %b %H:%M")
-
-
-@dataclass(frozen=True)
-class ChartPoint:
-    x: float
-    y: float
-    batch: int
-    value: float
-
-
-@dataclass(frozen=True)
-class Chart:
-    width: int
-    height: int
-    low: float
-    high: float
-    best: list[ChartPoint]  # best found so far after each batch: a line
-    measured: list[ChartPoint]  # each batch's own best: dots
-
-    @property
-    def polyline(self) -> str:
-        return " ".join(f"{p.x:.1f},{p.y:.1f}" for p in self.best)
-
-
-def best_chart(batches: list[BatchFacts], width: int = 640, height: int = 170) -> Chart | None:
-    """The campaign's progress in an SVG box: 40 px left/right margins, 30 px for labels."""
-    shown = [b for b in batches if b.best_so_far_mah_g is not None]
-    if not shown:
-        return None
-    values = [b.best_so_far_mah_g for b in shown] + [
-        b.measured_max_mah_g for b in shown if b.measured_max_mah_g is not None
-    ]
-    low, high = min(values) - 1, max(values) + 1
-    step = (width - 80) / max(1, len(shown) - 1)
-
-    def point(i: int, batch: BatchFacts, value: float) -> ChartPoint:
-        return ChartPoint(40 + i * step, 10 + (high - value) / (high - low) * (height - 40),
-                          batch.number, value)  # fmt: skip
-
-    return Chart(
-        width,
-        height,
-        low,
-        high,
-        best=[point(i, b, b.best_so_far_mah_g) for i, b in enumerate(shown)],
-        measured=[
-            point(i, b, b.measured_max_mah_g)
-            for i, b in enumerate(shown)
-            if b.measured_max_mah_g is not None
-        ],
-    )

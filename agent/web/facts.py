@@ -148,15 +148,19 @@ class SummaryCache:
         # (key, summaries) as one value: a reader never pairs a key with another's summaries
         self._cached: tuple[tuple[Any, ...], dict[int, BatchSummary]] | None = None
 
-    def get(self) -> dict[int, BatchSummary]:
-        """{batch number: summary}, fresh as of this call."""
+    def key(self) -> tuple[Any, ...]:
+        """What changes whenever the summaries (or the figures drawn from the same rows) can."""
         probes = [
             select(aggregate(column)).scalar_subquery()
             for column in (Batch.id, Experiment.id, Result.id)
             for aggregate in (func.count, func.max)
         ]
         with Session(self._engine) as session:
-            key = tuple(session.exec(select(*probes)).one())
+            return tuple(session.exec(select(*probes)).one())
+
+    def get(self) -> dict[int, BatchSummary]:
+        """{batch number: summary}, fresh as of this call."""
+        key = self.key()
         cached = self._cached
         if cached is None or cached[0] != key:
             cached = (key, {s.number: s for s in batch_summaries(self._engine)})

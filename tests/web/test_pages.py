@@ -14,8 +14,7 @@ from sqlmodel import Session, select, update
 from agent.config import Settings
 from agent.db import Batch, Experiment, ModelRun
 from agent.recipes import recipe_path
-from agent.web.app import ago, best_chart, create_app
-from agent.web.facts import BatchFacts
+from agent.web.app import ago, create_app
 from tests.web import COMPARISON, seed_campaign
 
 
@@ -174,17 +173,6 @@ def test_times_from_a_database_without_zones_are_read_as_utc() -> None:
     assert ago(now - timedelta(hours=26), now) == "1 d ago"
 
 
-def test_the_best_so_far_chart_puts_the_best_value_highest() -> None:
-    def batch(number: int, measured: float, best: float) -> BatchFacts:
-        return BatchFacts(number, "trained", 10, 10, 10, 0, [], [], None, None, measured, best)
-
-    chart = best_chart([batch(1, 210.0, 215.0), batch(2, 219.0, 219.0), batch(3, 212.0, 219.0)])
-    assert [p.batch for p in chart.best] == [1, 2, 3]
-    assert chart.best[0].y > chart.best[1].y == chart.best[2].y  # SVG y grows downwards
-    assert min(p.y for p in chart.measured) == chart.best[1].y
-    assert chart.best[0].x < chart.best[1].x < chart.best[2].x <= chart.width - 40
-
-
 def test_a_batch_row_shows_its_best_prediction_with_its_interval_and_probes(
     client: FlaskClient, engine
 ) -> None:
@@ -227,3 +215,17 @@ def test_the_page_explains_the_recipe_columns(client: FlaskClient) -> None:
     assert "What the columns of a recipe file mean" in page
     for name, meaning in COLUMN_MEANINGS:
         assert f"<code>{name}</code>" in page and escape(meaning) in page
+
+
+def test_the_page_shows_the_report_figures_as_svg_and_png(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    for name in ("best", "parity", "parameters"):
+        assert f'src="/figures/batches/{name}.svg"' in page
+        assert f'href="/figures/batches/{name}.png"' in page
+        svg = client.get(f"/figures/batches/{name}.svg")
+        assert svg.status_code == 200 and svg.mimetype == "image/svg+xml"
+        assert b"<svg" in svg.data[:500]
+        png = client.get(f"/figures/batches/{name}.png")
+        assert png.mimetype == "image/png" and png.data[:4] == b"\x89PNG"
+    assert client.get("/figures/batches/secrets.svg").status_code == 404
+    assert client.get("/figures/batches/best.pdf").status_code == 404
