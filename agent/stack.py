@@ -25,9 +25,17 @@ def worker_command(queues: Sequence[str], concurrency: int, name: str) -> list[s
 
     A learning-only worker runs its one task at a time in the worker process itself
     (``solo`` pool): model fitting can then use both cores, which a pool child cannot.
+    Any other worker runs ``concurrency`` tasks in threads of the worker process. Not
+    prefork: on the embedded broker Celery feeds prefork children through one shared pipe
+    whose lock an idle child holds while it waits, so a child killed there (kill -9, out of
+    memory) leaves the lock taken and no task runs again while the worker looks alive.
+    Threads ingest at least as fast as prefork children did (BENCHMARKS.md), and what can
+    die is then the worker process, which `Workers` starts again.
     """
     pool = (
-        ["--pool", "solo"] if list(queues) == ["learning"] else ["--concurrency", str(concurrency)]
+        ["--pool", "solo"]
+        if list(queues) == ["learning"]
+        else ["--pool", "threads", "--concurrency", str(concurrency)]
     )
     return [
         sys.executable, "-m", "celery", "-A", "workers.app:app", "worker",
@@ -80,8 +88,10 @@ class WorkerSpec:
 class Workers:
     """Worker processes kept alive: one that dies (killed, out of memory) is started again.
 
-    Its unfinished task is not lost: it was never acknowledged (Redis delivers it again)
-    and the database tells the next attempt what was already done.
+    Its unfinished tasks are not lost. They were never acknowledged: Redis delivers them
+    again after the visibility timeout; the embedded broker forgets a message once a worker
+    has taken it, and the watcher hands a file still in the inbox on again
+    (``resubmit_after_seconds``). The database tells the next attempt what was already done.
     """
 
     def __init__(self, specs: Sequence[WorkerSpec]) -> None:

@@ -4,9 +4,12 @@ The drop set: valid exports of every vendor format from the virtual lab (with th
 masses.csv), renamed duplicates, malformed (truncated) exports, empty files, one huge
 file, non-UTF-8 text, names with spaces and non-ASCII letters, and a second wave that
 drops the same names again (exact duplicates). All are copied into the inbox as fast as
-the disk allows while `labloop run` (watcher + real workers on Redis) is running.
+the disk allows while `labloop run` (watcher + real workers on Redis, or on the embedded
+broker with --broker embedded) is running. --kill-mid-run kills -9 what runs ingest tasks
+(a pool child of the ingest worker if it has any, else the worker itself) once a quarter
+of the drops are recorded: nothing may be lost or recorded twice.
 
-    .venv/bin/python benchmarks/mixed_drops.py --drops 1000
+    .venv/bin/python benchmarks/mixed_drops.py --drops 1000 [--kill-mid-run]
 """
 
 from __future__ import annotations
@@ -15,14 +18,19 @@ import argparse
 import os
 import random
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 from sqlmodel import Session, func, select
 
+from agent.config import EMBEDDED_BROKER
 from agent.db import Batch, BatchState, Experiment, IngestedFile, init_db, make_engine
 from agent.lab import VirtualLab
 from agent.sample_ids import format_sample_id
@@ -59,6 +67,63 @@ def prepare_home(home: Path, samples: int) -> None:
     engine.dispose()
 
 
+def _renamed(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+    target = staging / f"copy {index} of {source.name}"
+    shutil.copyfile(source, target)
+    return target
+
+
+def _truncated(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+    target = staging / f"cut-{index}-{source.name}"
+    target.write_bytes(source.read_bytes()[: rng.randint(50, 400)])
+    return target
+
+
+def _empty(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+    target = staging / f"empty-{index}.csv"
+    target.write_bytes(b"")
+    return target
+
+
+def _latin1(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+    target = staging / f"Kapazität-{index}.csv"
+    target.write_bytes("Probe;Kapazität ÿþ\n1;2\n".encode("latin-1"))
+    return target
+
+
+def _unicode(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+    target = staging / f"résultat ✓ {index}.csv"
+    target.write_text("sample_id,initial_discharge_mah_g,status,reason\nB999-S99,1,ok,\n")
+    return target
+
+
+def _spaces(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+    target = staging / f"cell {index} final (2).txt"
+    target.write_bytes(os.urandom(300))
+    return target
+
+
+def _junk(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+    target = staging / f"junk-{index}.bin"
+    target.write_bytes(os.urandom(rng.randint(10, 5000)))
+    return target
+
+
+# The awkward drops beside the valid exports, made in turn: each writes one file into the
+# staging folder (``source`` is a valid export to copy or spoil) and returns it. New kinds
+# of drop (two names for one content, names that are not UTF-8) go in this table; a slow
+# copy is a way of dropping rather than a file, and goes beside drop_all.
+DROP_KINDS: dict[str, Callable[[Path, int, Path, random.Random], Path]] = {
+    "renamed": _renamed,
+    "truncated": _truncated,
+    "empty": _empty,
+    "latin1": _latin1,
+    "unicode": _unicode,
+    "spaces": _spaces,
+    "junk": _junk,
+}
+
+
 def make_drops(staging: Path, drops: int, seed: int = 0, huge_mb: int = 50) -> DropSet:
     """``drops`` files in ``staging`` (plus masses.csv); about half are valid exports."""
     rng = random.Random(seed)
@@ -67,34 +132,13 @@ def make_drops(staging: Path, drops: int, seed: int = 0, huge_mb: int = 50) -> D
     lab = VirtualLab(seed)
     valid = lab.run_batch(samples, DesignSpace.load().random(valid_count, seed), staging)
     first: list[Path] = list(valid)
-    kinds = ["renamed", "truncated", "empty", "latin1", "unicode", "spaces", "junk"]
+    makers = list(DROP_KINDS.values())
     index = 0
     while len(first) + 1 < drops - drops // 10:
-        kind = kinds[index % len(kinds)]
+        make = makers[index % len(makers)]
         source = rng.choice(valid)
         index += 1
-        if kind == "renamed":
-            target = staging / f"copy {index} of {source.name}"
-            shutil.copyfile(source, target)
-        elif kind == "truncated":
-            target = staging / f"cut-{index}-{source.name}"
-            target.write_bytes(source.read_bytes()[: rng.randint(50, 400)])
-        elif kind == "empty":
-            target = staging / f"empty-{index}.csv"
-            target.write_bytes(b"")
-        elif kind == "latin1":
-            target = staging / f"Kapazität-{index}.csv"
-            target.write_bytes("Probe;Kapazität ÿþ\n1;2\n".encode("latin-1"))
-        elif kind == "unicode":
-            target = staging / f"résultat ✓ {index}.csv"
-            target.write_text("sample_id,initial_discharge_mah_g,status,reason\nB999-S99,1,ok,\n")
-        elif kind == "spaces":
-            target = staging / f"cell {index} final (2).txt"
-            target.write_bytes(os.urandom(300))
-        else:
-            target = staging / f"junk-{index}.bin"
-            target.write_bytes(os.urandom(rng.randint(10, 5000)))
-        first.append(target)
+        first.append(make(staging, index, source, rng))
     huge = staging / "B999-S01 huge dump.csv"
     with huge.open("wb") as handle:
         handle.write(b"\x00binary")
@@ -129,6 +173,7 @@ def settled(home: Path, expected: int) -> bool:
 
 
 def drop_all(files: list[Path], inbox: Path) -> None:
+    """Copy every file into the inbox as fast as the disk allows."""
     for path in files:
         shutil.copyfile(path, inbox / path.name)
 
@@ -153,14 +198,72 @@ def check_conservation(home: Path, drops: int) -> dict[str, int]:
     return counts
 
 
-def main() -> None:
-    import subprocess
-    import sys
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (read from /proc: Linux only)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it exited meanwhile
+        # the command name (in parentheses) may hold spaces: the parent pid follows its ')'
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            children.append(int(entry.name))
+    return sorted(children)
 
+
+def ingest_worker_pid(run_pid: int) -> int:
+    """The ingest worker process started by the `labloop run` whose pid is ``run_pid``."""
+    for pid in child_pids(run_pid):
+        try:
+            if b"ingest@" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    raise LookupError(f"labloop run (pid {run_pid}) has no ingest worker")
+
+
+def kill_ingest_runner(run_pid: int) -> str:
+    """kill -9 what runs ingest tasks under `labloop run`; returns what was killed.
+
+    That is a pool child of the ingest worker if it has any (prefork), else the worker
+    process itself (a threads or solo pool runs the tasks in it).
+    """
+    worker = ingest_worker_pid(run_pid)
+    pool = child_pids(worker)
+    victim = pool[0] if pool else worker
+    os.kill(victim, signal.SIGKILL)
+    return f"pool child {victim} of the ingest worker" if pool else f"ingest worker {victim}"
+
+
+def wait_settled(home: Path, expected: int, deadline: float) -> None:
+    """Until ``expected`` drops are settled; TimeoutError at ``deadline`` (monotonic)."""
+    while not settled(home, expected):
+        if time.monotonic() > deadline:
+            left = [p.name for p in (home / "inbox").iterdir() if p.name != "masses.csv"]
+            raise TimeoutError(f"{count_rows(home)} rows of {expected}, {len(left)} in the inbox")
+        time.sleep(0.5)
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drops", type=int, default=1000)
+    parser.add_argument("--broker", choices=["redis", "embedded"], default="redis")
+    parser.add_argument(
+        "--kill-mid-run",
+        action="store_true",
+        help="kill -9 what runs ingest tasks once a quarter of the drops are in",
+    )
+    parser.add_argument(
+        "--deadline", type=float, default=1800.0, help="seconds the drops may take to settle"
+    )
     args = parser.parse_args()
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    broker = REDIS_URL if args.broker == "redis" else EMBEDDED_BROKER
+    if args.broker == "redis":
+        redis.Redis.from_url(REDIS_URL).flushdb()
+    killed = None
     with tempfile.TemporaryDirectory() as tmp:
         home, staging = Path(tmp) / "home", Path(tmp) / "staging"
         staging.mkdir()
@@ -168,27 +271,35 @@ def main() -> None:
         drop_set = make_drops(staging, args.drops)
         (home / "inbox").mkdir(exist_ok=True)
         shutil.copyfile(staging / "masses.csv", home / "inbox" / "masses.csv")
-        env = {**os.environ, "LABLOOP_HOME": str(home), "LABLOOP_BROKER_URL": REDIS_URL,
+        env = {**os.environ, "LABLOOP_HOME": str(home), "LABLOOP_BROKER_URL": broker,
                "LABLOOP_SETTLE_SECONDS": "0.5"}  # fmt: skip
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         process = subprocess.Popen([sys.executable, "-m", "agent.cli", "run"], env=env, **quiet)
         try:
             time.sleep(8)
             started = time.monotonic()
+            deadline = started + args.deadline
             drop_all(drop_set.first_wave, home / "inbox")
-            while not settled(home, len(drop_set.first_wave)):
-                time.sleep(0.5)
+            if args.kill_mid_run:
+                while count_rows(home) < drop_set.total // 4:
+                    time.sleep(0.05)
+                killed = (time.monotonic() - started, count_rows(home),
+                          kill_ingest_runner(process.pid))  # fmt: skip
+            wait_settled(home, len(drop_set.first_wave), deadline)
             drop_all(drop_set.second_wave, home / "inbox")
-            while not settled(home, drop_set.total):
-                time.sleep(0.5)
+            wait_settled(home, drop_set.total, deadline)
             elapsed = time.monotonic() - started
             alive = process.poll() is None
         finally:
             process.terminate()
             process.wait(timeout=60)
         counts = check_conservation(home, drop_set.total)
-    print(f"drops={drop_set.total} in {elapsed:.1f} s ({drop_set.total / elapsed:.1f} files/s); "
-          f"services up throughout: {alive}")  # fmt: skip
+    print(f"{args.broker}: drops={drop_set.total} in {elapsed:.1f} s "
+          f"({drop_set.total / elapsed:.1f} files/s); services up throughout: {alive}")  # fmt: skip
+    if killed is not None:
+        at, rows, what = killed
+        print(f"kill -9 of {what} at {at:.1f} s ({rows} rows in); "
+              f"all settled {elapsed - at:.1f} s after it")  # fmt: skip
     for name, value in counts.items():
         print(f"{name:<18} {value:>6}")
 

@@ -4,6 +4,8 @@
   with exactly one row (CI drops 200; `benchmarks/mixed_drops.py` drops 1,000);
 * kill -9 of the ingest worker mid-batch and of the learning worker mid-retrain: after
   restart every file is recorded once and the batch's retrain happens once;
+* kill -9 of what runs ingest tasks under `labloop run` while 200 files land, on Redis and
+  on the embedded broker: ingest goes on and every file still ends in one place;
 * the broker stopped while files keep arriving: nothing is lost once it is back;
 * a worker that dies under `labloop run` is started again.
 """
@@ -21,10 +23,13 @@ import pytest
 import redis
 from sqlmodel import Session, select
 
+from agent.config import EMBEDDED_BROKER
 from agent.db import Batch, IngestedFile, ModelRun, Result
 from benchmarks.mixed_drops import (
     check_conservation,
+    count_rows,
     drop_all,
+    kill_ingest_runner,
     make_drops,
     prepare_home,
     settled,
@@ -80,6 +85,45 @@ def test_mixed_drops_end_in_exactly_one_place(tmp_path):
     counts = check_conservation(home, drops.total)
     assert counts["archived rows"] >= 90  # the valid exports, each recorded once
     assert counts["quarantined rows"] >= len(drops.second_wave)
+
+
+@pytest.mark.parametrize("broker", ["redis", "embedded"])
+def test_killed_ingest_costs_a_retry_not_the_inbox(tmp_path, broker: str):
+    """kill -9 of what runs ingest tasks while 200 files land: every file still ends once.
+
+    The issue killed one prefork pool child: on the embedded broker an idle child holds
+    the lock of the pipe all children take tasks from, so its death left no task running
+    again while the worker looked alive. Ingest workers now run tasks in threads, so what
+    runs them, and what this test kills, is the ingest worker process itself (were a pool
+    back, `kill_ingest_runner` would kill one of its children: the issue's case). Its
+    unacknowledged tasks cost a retry: Redis delivers them again after the visibility
+    timeout, and on the embedded broker the watcher hands their files on again.
+    """
+    url = "redis://127.0.0.1:6379/14" if broker == "redis" else EMBEDDED_BROKER
+    if broker == "redis":
+        redis.Redis.from_url(url).flushdb()
+    home, staging = tmp_path / "home", tmp_path / "staging"
+    staging.mkdir()
+    prepare_home(home, 200)
+    drops = make_drops(staging, 200, huge_mb=20)
+    (home / "inbox").mkdir()
+    shutil.copyfile(staging / "masses.csv", home / "inbox" / "masses.csv")
+    stack = Stack(home, environment(home, url), tmp_path / "run.log")
+    stack.start()
+    half = len(drops.first_wave) // 2
+    try:
+        drop_all(drops.first_wave[:half], home / "inbox")
+        assert stack.wait_for(lambda: count_rows(home) >= 20, timeout=120)
+        killed = kill_ingest_runner(stack.process.pid)
+        drop_all(drops.first_wave[half:], home / "inbox")
+        in_first = lambda: settled(home, len(drops.first_wave))  # noqa: E731
+        assert stack.wait_for(in_first, timeout=240), (killed, stack.log.read_text()[-3000:])
+        drop_all(drops.second_wave, home / "inbox")
+        assert stack.wait_for(lambda: settled(home, drops.total), timeout=180), killed
+        assert stack.process.poll() is None
+    finally:
+        stack.stop()
+    check_conservation(home, drops.total)
 
 
 def test_killed_workers_lose_no_file_and_retrain_once(tmp_path):
