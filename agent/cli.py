@@ -255,7 +255,8 @@ def import_history_command(
     from agent.history import import_history
 
     settings = _settings()
-    summary = import_history(get_engine(settings.database_url), path, campaign_space(settings))
+    with _step(f"importing {path.name}"):
+        summary = import_history(get_engine(settings.database_url), path, campaign_space(settings))
     console.print(
         f"{summary.added} experiments added ({summary.ok} ok, {summary.failed} failed, "
         f"{summary.unmeasured} never measured), {summary.already_there} already there"
@@ -270,7 +271,8 @@ def retrain() -> None:
     from agent.training import retrain as train
 
     settings = _settings()
-    run = train(get_engine(settings.database_url), settings, campaign_space(settings))
+    with _step("training the model (hyperparameter search, comparison, uncertainty)"):
+        run = train(get_engine(settings.database_url), settings, campaign_space(settings))
     _print_model(run)
 
 
@@ -305,9 +307,11 @@ def propose(
         raise typer.BadParameter(str(error)) from None
     run = latest_run(engine)
     if run is None or batch_of_model(engine, run.version) is not None:
-        run = train(engine, settings, space)
+        with _step("training the model (hyperparameter search, comparison, uncertainty)"):
+            run = train(engine, settings, space)
         _print_model(run)
-    batch = propose_next_batch(engine, settings, space, run)
+    with _step(f"proposing the next batch from model v{run.version} (the swarm)"):
+        batch = propose_next_batch(engine, settings, space, run)
     if batch is None:
         console.print(f"campaign complete: its {settings.max_batches} batches are proposed")
         return
@@ -516,8 +520,20 @@ def demo(
 
 
 @contextmanager
+def _step(text: str) -> Iterator[None]:
+    """Say on stderr what a long step is doing: a spinner in a terminal, a line otherwise."""
+    if errors.is_terminal:
+        with errors.status(f"{text} ..."):
+            yield
+    else:
+        errors.print(f"{text} ...", markup=False, highlight=False)
+        yield
+
+
+@contextmanager
 def _progress_display() -> Iterator[Callable[[Any], None]]:
-    """A live line in a terminal; piped or logged, a plain line whenever the stage moves."""
+    """A live line in a terminal; piped or logged, a plain line whenever the stage moves
+    (on stderr: stdout keeps only the results)."""
 
     def line(progress: Any) -> str:  # a demo.Progress
         return (
@@ -525,8 +541,8 @@ def _progress_display() -> Iterator[Callable[[Any], None]]:
             f"results {progress.results} | failed tests {progress.failures}"
         )
 
-    if console.is_terminal:
-        with Live(console=console, refresh_per_second=4, transient=True) as live:
+    if errors.is_terminal:
+        with Live(console=errors, refresh_per_second=4, transient=True) as live:
             yield lambda progress: live.update(line(progress))
         return
     last: list[tuple[int, str]] = []
@@ -534,7 +550,7 @@ def _progress_display() -> Iterator[Callable[[Any], None]]:
     def print_stage(progress: Any) -> None:
         if [(progress.batch, progress.stage)] != last:
             last[:] = [(progress.batch, progress.stage)]
-            print(line(progress), flush=True)
+            errors.print(line(progress), markup=False, highlight=False)
 
     yield print_stage
 

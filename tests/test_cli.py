@@ -66,6 +66,12 @@ def test_propose_pins_from_the_command_line_and_campaign_from_the_environment(
     done = labloop(home, "propose", "--set", "ni_fraction=0.94", "--set",
                    "calcination_temp_c=700:720")  # fmt: skip
     assert done.returncode == 0, done.stderr
+    # piped: what it is doing on stderr, one line per step; the results on stdout
+    assert done.stderr.splitlines() == [
+        "training the model (hyperparameter search, comparison, uncertainty) ...",
+        "proposing the next batch from model v1 (the swarm) ...",
+    ]
+    assert done.stdout.startswith("model v1:") and "batch 1: " in done.stdout
     bad = labloop(home, "propose", "--set", "ni_fraction=0.5")
     assert bad.returncode != 0 and "ni_fraction" in bad.stderr + bad.stdout
     from agent.recipes import read_recipe_file

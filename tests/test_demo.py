@@ -39,9 +39,9 @@ def test_short_demo_runs_the_whole_loop(tmp_path):
     }
     assert "what each batch taught" in done.stdout
     assert "B002" in done.stdout
-    # piped, the demo says where it is as plain lines, once per stage, and no log noise
-    stages = [line for line in done.stdout.splitlines() if line.startswith("batch ")]
-    assert any(line.startswith("batch 1: ingesting") for line in stages), done.stdout
-    assert any(line.startswith("batch 2: training") for line in stages), done.stdout
+    # piped, the demo says where it is as plain lines on stderr, once per stage, no log noise
+    stages = [line for line in done.stderr.splitlines() if line.startswith("batch ")]
+    assert any(line.startswith("batch 1: ingesting") for line in stages), done.stderr
+    assert any(line.startswith("batch 2: training") for line in stages), done.stderr
     assert len(stages) == len(set(stages)) < 20
     assert "alembic" not in done.stdout + done.stderr
