@@ -44,12 +44,14 @@ def record_progress(engine: Engine, batch_id: int) -> int | None:
     """Move a batch forward after results were stored.
 
     Returns the batch number when this call completed the batch (the caller then starts
-    the retrain), else None.
+    the retrain), else None. A batch awaiting approval does not move: results that come
+    before its recipe file was released are kept as early results and count once it is.
     """
+    released = Batch.id == batch_id, ~(Batch.approval_required & Batch.approved_at.is_(None))
     with Session(engine) as session:
         session.exec(
             update(Batch)
-            .where(Batch.id == batch_id, Batch.state == BatchState.PROPOSED)
+            .where(*released, Batch.state == BatchState.PROPOSED)
             .values(state=BatchState.RUNNING)
         )
         session.commit()
@@ -60,7 +62,7 @@ def record_progress(engine: Engine, batch_id: int) -> int | None:
             return None
         moved = session.exec(
             update(Batch)
-            .where(Batch.id == batch_id, Batch.state.in_(_BEFORE_COMPLETE))
+            .where(*released, Batch.state.in_(_BEFORE_COMPLETE))
             .values(state=BatchState.COMPLETE, completed_at=utcnow())
         )
         session.commit()

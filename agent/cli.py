@@ -292,7 +292,7 @@ def propose(
     from agent.campaign import campaign_space
     from agent.db import get_engine
     from agent.modelstore import latest_run
-    from agent.planning import batch_of_model, propose_next_batch
+    from agent.planning import batch_of_model, draft_path, propose_next_batch
     from agent.training import retrain as train
 
     settings = _settings()
@@ -314,6 +314,12 @@ def propose(
         batch = propose_next_batch(engine, settings, space, run)
     if batch is None:
         console.print(f"campaign complete: its {settings.max_batches} batches are proposed")
+        return
+    if batch.awaiting_approval:
+        console.print(
+            f"batch {batch.number}: draft {draft_path(batch)} awaits approval "
+            f"(labloop batch approve {batch.number}); the lab's file comes then"
+        )
         return
     console.print(f"batch {batch.number}: {batch.recipe_file}")
 
@@ -406,6 +412,7 @@ def batch_approve(
     settings = _settings()
     batch = approve(get_engine(settings.database_url), campaign_space(settings), number, _who(by))
     console.print(f"batch {number} approved by {batch.approved_by}: {batch.recipe_file}")
+    _advance([batch.id])  # results that came before the approval count now
 
 
 @batch_app.command("reject")

@@ -70,3 +70,24 @@ def test_without_the_gate_the_file_is_released_at_once(engine, small, with_histo
     _, batch = proposed(engine, small)
     assert not batch.awaiting_approval
     assert Path(batch.recipe_file).exists()
+
+
+def test_early_results_wait_for_the_approval_and_then_count(engine, gated, with_history):
+    """Results for a batch nobody released are recorded but do not start it: no retrain on a
+    recipe file the lab was never meant to have; approving then moves it on."""
+    from agent.campaign import record_progress
+    from agent.db import Experiment, Result
+
+    space, batch = proposed(engine, gated)
+    with Session(engine) as session:
+        samples = session.exec(select(Experiment).where(Experiment.batch_id == batch.id)).all()
+        for row, sample in enumerate(samples):
+            session.add(Result(experiment_id=sample.id, outcome="ok", discharge_mah_g=220.0,
+                               source_sha256="early", source_row=row))  # fmt: skip
+        session.commit()
+    assert record_progress(engine, batch.id) is None
+    with Session(engine) as session:
+        waiting = session.get(Batch, batch.id)
+    assert waiting.state == "proposed" and waiting.awaiting_approval
+    approve(engine, space, batch.number, "dr. kim")
+    assert record_progress(engine, batch.id) == batch.number  # all ten were in

@@ -111,8 +111,8 @@ def test_expected_situations_are_one_line_on_stderr_with_exit_2(tmp_path):
     assert proposed.returncode == 2
     assert proposed.stdout == ""
     # the step it was at, then the one line that says what to do
-    assert proposed.stderr.strip().splitlines()[-1].startswith(
-        "labloop: only 0 measured experiments"
+    assert (
+        proposed.stderr.strip().splitlines()[-1].startswith("labloop: only 0 measured experiments")
     )
     assert "Traceback" not in proposed.stderr and len(proposed.stderr.strip().splitlines()) == 2
     closed = labloop(empty, "batch", "close", "7", "--reason", "cells lost")
@@ -197,3 +197,21 @@ def test_every_setting_and_option_is_in_the_readme():
         return missing
 
     assert undocumented(typer.main.get_command(app), "labloop") == []
+
+
+def test_propose_under_approval_prints_the_draft_it_wrote(tmp_path, monkeypatch):
+    from tests.synthetic import write_history
+
+    home = tmp_path / "home"
+    history = write_history(tmp_path / "history.csv", rows=60, seed=2)
+    for key, value in {"LABLOOP_SEARCH_ITERATIONS": "2", "LABLOOP_CV_FOLDS": "3",
+                       "LABLOOP_ENSEMBLE_SIZE": "2", "LABLOOP_COMPARE_MODELS": "false",
+                       "LABLOOP_PSO_PARTICLES": "15", "LABLOOP_PSO_ITERATIONS": "15",
+                       "LABLOOP_APPROVAL": "required"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    assert labloop(home, "import-history", str(history)).returncode == 0
+    done = labloop(home, "propose")
+    assert done.returncode == 0, done.stderr
+    draft = home / "recipes" / "drafts" / "batch-001.csv"
+    assert f"batch 1: draft {draft} awaits approval" in done.stdout.replace("\n", "")
+    assert draft.exists() and not (home / "recipes" / "batch-001.csv").exists()

@@ -30,7 +30,7 @@ from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import OperationalError
 
 from agent.approval import ApprovalError, approve
-from agent.campaign import batch_by_number, campaign_space
+from agent.campaign import batch_by_number, campaign_space, record_progress
 from agent.config import Settings
 from agent.db import as_utc, make_engine
 from agent.figures import FIGURE_NAMES, FORMATS, batch_figures, figure_bytes
@@ -166,10 +166,13 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
             abort(403)
         who = request.form.get("by", "").strip() or "status page"
         try:
-            approve(engine, campaign_space(settings), number, who)
+            batch = approve(engine, campaign_space(settings), number, who)
         except ApprovalError as error:
             return Response(str(error), status=409, mimetype="text/plain")
         log.info("batch %d approved by %s on the status page", number, who)
+        # results that came before the approval count now; the last one starts the retrain
+        if (completed := record_progress(engine, batch.id)) is not None:
+            celery.send_task("labloop.retrain", args=[completed], queue="learning")
         return redirect(url_for("page") + f"#batch-{number}")
 
     @app.errorhandler(OperationalError)  # connection refused, file not found, server gone
