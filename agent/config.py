@@ -122,7 +122,8 @@ class Settings(BaseSettings):
     # recipes make a value known; the share of the batch searched outside the trust region
     max_probes: int = Field(default=2, ge=0)
     probe_until: int = Field(default=3, ge=1)
-    global_share: float = Field(default=0.1, ge=0, le=1)
+    # 0 by default: on every lab of the benchmark a global pick cost calibration (BENCHMARKS.md)
+    global_share: float = Field(default=0.0, ge=0, le=1)
     trust_region: bool = True
     # paper: objective = (predicted mean + kappa * uncertainty) * P(success), ten best picks
     # at least min_distance grid steps apart

@@ -68,7 +68,7 @@ cores (2 seeds, labloop + random + BayBE: 304 s vs 459 s), with identical result
 Labs (``--labs``) are the virtual family of `agent.lab.LABS`; each prints its tables and
 writes ``campaign-LAB.png`` into ``--out``. labloop runs at its default budgets unless
 ``--pso-iterations`` / ``--search-iterations`` say otherwise. Methods ``paper``, ``no-gp``,
-``no-trust-region``, ``no-global``, ``no-feasibility-prior`` and ``failures-left-out`` are
+``no-trust-region``, ``global-share``, ``no-feasibility-prior`` and ``failures-left-out`` are
 labloop with settings changed (``VARIANTS``): the paper's strategy and the ablations.
 """
 
@@ -130,7 +130,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "paper": {"strategy": "paper"},
     "no-gp": {"uncertainty": "bootstrap"},
     "no-trust-region": {"trust_region": False},
-    "no-global": {"global_share": 0.0},
+    "global-share": {"global_share": 0.1},
     "no-feasibility-prior": {"feasibility_prior": None},
     "failures-left-out": {"train_on_failures": False},
 }
@@ -140,7 +140,7 @@ LABELS = {
     "paper": "labloop, strategy=paper",
     "no-gp": "labloop, bootstrap σ (no GP)",
     "no-trust-region": "labloop, no trust region",
-    "no-global": "labloop, no global share",
+    "global-share": "labloop, global share 0.1",
     "no-feasibility-prior": "labloop, no feasibility prior",
     "failures-left-out": "labloop, failures left out",
     "random": "random",
