@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 from pathlib import Path
 
 import joblib
@@ -37,14 +38,27 @@ def next_version(engine: Engine) -> int:
         return (session.exec(select(func.max(ModelRun.version))).one() or 0) + 1
 
 
+def model_path(folder: Path, version: int) -> Path:
+    return folder / f"model-v{version:04d}.joblib"
+
+
 def save_model(model: TrainedModel, folder: Path, version: int) -> tuple[Path, str]:
     """Pickle ``model`` to ``folder/model-vNNNN.joblib``; returns the path and its sha256."""
     buffer = io.BytesIO()
     joblib.dump(model, buffer, compress=3)
     payload = buffer.getvalue()
-    path = folder / f"model-v{version:04d}.joblib"
+    path = model_path(folder, version)
     write_once(path, payload)
     return path, hashlib.sha256(payload).hexdigest()
+
+
+def set_aside(path: Path) -> Path:
+    """Move a model file no database row stands for (a crash between file and commit) to
+    ``orphaned/`` beside it: kept as evidence, never loaded, never in the way."""
+    target = path.parent / "orphaned" / f"{path.stem}.{time.time_ns()}{path.suffix}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
+    return target
 
 
 def load_model(run: ModelRun) -> TrainedModel:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import suppress
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -13,11 +14,14 @@ from sqlmodel import Session, select
 from agent.config import Settings
 from agent.db import Batch, BatchState, ModelRun, utcnow
 from agent.learning import LearningConfig, fit
-from agent.modelstore import latest_run, next_version, save_model
+from agent.modelstore import latest_run, model_path, next_version, save_model, set_aside
 from agent.space import DesignSpace
 from agent.training_data import load_training_set
 
 log = logging.getLogger(__name__)
+
+# a model file this old without its database row was left by a crash, not a retrain at work
+ORPHAN_AFTER_SECONDS = 30.0
 
 
 def learning_config(settings: Settings) -> LearningConfig:
@@ -76,10 +80,13 @@ def retrain(
                 return done
             if next_version(engine) > version:
                 continue
-            raise FileExistsError(
-                f"a model file for v{version} is in {settings.models} without a database row: "
-                "move it away (model files are never overwritten) and retrain"
-            ) from None
+            leftover = model_path(settings.models, version)
+            with suppress(FileNotFoundError):  # set aside by another retrain meanwhile
+                if time.time() - leftover.stat().st_mtime > ORPHAN_AFTER_SECONDS:
+                    # no retrain commits this long after writing its file: a crash left it
+                    log.warning("model file %s has no database row: set aside as %s",
+                                leftover, set_aside(leftover))  # fmt: skip
+            continue
         run = ModelRun(
             version=version,
             trigger_batch=trigger_batch,
