@@ -225,14 +225,24 @@ def ingest_worker_pid(run_pid: int) -> int:
     raise LookupError(f"labloop run (pid {run_pid}) has no ingest worker")
 
 
+def _waits_on_a_pipe(pid: int) -> bool:
+    """Whether process ``pid`` sleeps reading a pipe (a pool child waiting for a task)."""
+    try:
+        return "pipe_read" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
 def kill_ingest_runner(run_pid: int) -> str:
     """kill -9 what runs ingest tasks under `labloop run`; returns what was killed.
 
-    That is a pool child of the ingest worker if it has any (prefork), else the worker
-    process itself (a threads or solo pool runs the tasks in it).
+    That is a pool child of the ingest worker if it has any (prefork), an idle one first
+    (the issue's case: on the embedded broker it holds the lock of the pipe all children
+    take tasks from), else the worker process itself (a threads or solo pool runs the
+    tasks in it).
     """
     worker = ingest_worker_pid(run_pid)
-    pool = child_pids(worker)
+    pool = sorted(child_pids(worker), key=lambda pid: not _waits_on_a_pipe(pid))
     victim = pool[0] if pool else worker
     os.kill(victim, signal.SIGKILL)
     return f"pool child {victim} of the ingest worker" if pool else f"ingest worker {victim}"
