@@ -73,7 +73,9 @@ def _settings() -> config.Settings:
 
 @app.command()
 def run(
-    concurrency: Annotated[int, typer.Option(help="ingest worker processes", metavar="N")] = 2,
+    concurrency: Annotated[
+        int, typer.Option(help="ingest tasks at a time (threads of the ingest worker)", metavar="N")
+    ] = 2,
 ) -> None:
     """Run the loop on this machine: the inbox watcher and the workers. Ctrl-C stops."""
     from agent import stack

@@ -1,9 +1,11 @@
 """1,000 mixed drops into a running stack: everything ends in archive/ or quarantine/ once.
 
 The drop set: valid exports of every vendor format from the virtual lab (with their
-masses.csv), renamed duplicates, malformed (truncated) exports, empty files, one huge
-file, non-UTF-8 text, names with spaces and non-ASCII letters, and a second wave that
-drops the same names again (exact duplicates). All are copied into the inbox as fast as
+masses.csv), one in 25 of them copied slowly (three chunks 2 s apart, the file held open),
+renamed duplicates, the same new bytes under two names in the same instant, malformed
+(truncated) exports, empty files, one huge file, non-UTF-8 text, names with spaces and
+non-ASCII letters, names that are not UTF-8, and a second wave that drops the same names
+again (exact duplicates). All are copied into the inbox as fast as
 the disk allows while `labloop run` (watcher + real workers on Redis, or on the embedded
 broker with --broker embedded) is running. --kill-mid-run kills -9 what runs ingest tasks
 (a pool child of the ingest worker if it has any, else the worker itself) once a quarter
@@ -22,8 +24,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +46,7 @@ REDIS_URL = "redis://127.0.0.1:6379/12"
 class DropSet:
     first_wave: list[Path]
     second_wave: list[Path]  # the same names again, dropped after the first wave is in
+    slow: frozenset[Path] = frozenset()  # files of the first wave copied slowly
 
     @property
     def total(self) -> int:
@@ -67,53 +71,78 @@ def prepare_home(home: Path, samples: int) -> None:
     engine.dispose()
 
 
-def _renamed(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+def _renamed(staging: Path, index: int, source: Path, rng: random.Random) -> list[Path]:
     target = staging / f"copy {index} of {source.name}"
     shutil.copyfile(source, target)
-    return target
+    return [target]
 
 
-def _truncated(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+def _truncated(staging: Path, index: int, source: Path, rng: random.Random) -> list[Path]:
     target = staging / f"cut-{index}-{source.name}"
     target.write_bytes(source.read_bytes()[: rng.randint(50, 400)])
-    return target
+    return [target]
 
 
-def _empty(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+def _empty(staging: Path, index: int, source: Path, rng: random.Random) -> list[Path]:
     target = staging / f"empty-{index}.csv"
     target.write_bytes(b"")
-    return target
+    return [target]
 
 
-def _latin1(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+def _latin1(staging: Path, index: int, source: Path, rng: random.Random) -> list[Path]:
     target = staging / f"Kapazität-{index}.csv"
     target.write_bytes("Probe;Kapazität ÿþ\n1;2\n".encode("latin-1"))
-    return target
+    return [target]
 
 
-def _unicode(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+def _unicode(staging: Path, index: int, source: Path, rng: random.Random) -> list[Path]:
     target = staging / f"résultat ✓ {index}.csv"
     target.write_text("sample_id,initial_discharge_mah_g,status,reason\nB999-S99,1,ok,\n")
-    return target
+    return [target]
 
 
-def _spaces(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+def _spaces(staging: Path, index: int, source: Path, rng: random.Random) -> list[Path]:
     target = staging / f"cell {index} final (2).txt"
     target.write_bytes(os.urandom(300))
-    return target
+    return [target]
 
 
-def _junk(staging: Path, index: int, source: Path, rng: random.Random) -> Path:
+def _junk(staging: Path, index: int, source: Path, rng: random.Random) -> list[Path]:
     target = staging / f"junk-{index}.bin"
     target.write_bytes(os.urandom(rng.randint(10, 5000)))
-    return target
+    return [target]
 
 
-# The awkward drops beside the valid exports, made in turn: each writes one file into the
-# staging folder (``source`` is a valid export to copy or spoil) and returns it. New kinds
-# of drop (two names for one content, names that are not UTF-8) go in this table; a slow
-# copy is a way of dropping rather than a file, and goes beside drop_all.
-DROP_KINDS: dict[str, Callable[[Path, int, Path, random.Random], Path]] = {
+def _twins(staging: Path, index: int, source: Path, rng: random.Random) -> list[Path]:
+    """New bytes (a re-test) under two names, dropped in the same instant: one is archived,
+    the other quarantined as its duplicate."""
+    content = _text_source(staging, source, rng).read_bytes() + b"\n"
+    pair = [staging / f"twin-{index}-{side}-{source.name}" for side in "ab"]
+    for path in pair:
+        path.write_bytes(content)
+    return pair
+
+
+def _undecodable_name(staging: Path, index: int, source: Path, rng: random.Random) -> list[Path]:
+    """A re-test under a legacy share's latin-1 name: bytes that are not UTF-8."""
+    text = _text_source(staging, source, rng)
+    name = f"re-test {index} r\xe9sum\xe9 ".encode("latin-1") + os.fsencode(text.name)
+    target = staging / os.fsdecode(name)
+    target.write_bytes(text.read_bytes() + b"\n\n")
+    return [target]
+
+
+def _text_source(staging: Path, source: Path, rng: random.Random) -> Path:
+    """``source`` if it is a text export (a line more keeps it readable), else another one."""
+    while b"\0" in source.read_bytes()[:4096]:
+        source = rng.choice([p for p in staging.iterdir() if p.suffix in (".csv", ".txt")])
+    return source
+
+
+# The awkward drops beside the valid exports, made in turn: each writes its files into the
+# staging folder (``source`` is a valid export to copy or spoil) and returns them. A slow
+# copy is a way of dropping rather than a file: see DropSet.slow and drop_all.
+DROP_KINDS: dict[str, Callable[[Path, int, Path, random.Random], list[Path]]] = {
     "renamed": _renamed,
     "truncated": _truncated,
     "empty": _empty,
@@ -121,7 +150,11 @@ DROP_KINDS: dict[str, Callable[[Path, int, Path, random.Random], Path]] = {
     "unicode": _unicode,
     "spaces": _spaces,
     "junk": _junk,
+    "twins": _twins,
+    "undecodable name": _undecodable_name,
 }
+SLOW_EVERY = 25  # one valid export in 25 is copied slowly: 3 chunks, 2 s apart, held open
+SLOW_PAUSE_SECONDS = 2.0
 
 
 def make_drops(staging: Path, drops: int, seed: int = 0, huge_mb: int = 50) -> DropSet:
@@ -134,11 +167,11 @@ def make_drops(staging: Path, drops: int, seed: int = 0, huge_mb: int = 50) -> D
     first: list[Path] = list(valid)
     makers = list(DROP_KINDS.values())
     index = 0
-    while len(first) + 1 < drops - drops // 10:
+    while len(first) + 2 < drops - drops // 10:
         make = makers[index % len(makers)]
         source = rng.choice(valid)
         index += 1
-        first.append(make(staging, index, source, rng))
+        first.extend(make(staging, index, source, rng))
     huge = staging / "B999-S01 huge dump.csv"
     with huge.open("wb") as handle:
         handle.write(b"\x00binary")
@@ -153,7 +186,7 @@ def make_drops(staging: Path, drops: int, seed: int = 0, huge_mb: int = 50) -> D
         if not target.exists():
             shutil.copyfile(source, target)
             second.append(target)
-    return DropSet(first, second)
+    return DropSet(first, second, frozenset(valid[::SLOW_EVERY]))
 
 
 def count_rows(home: Path, **where: str) -> int:
@@ -172,10 +205,45 @@ def settled(home: Path, expected: int) -> bool:
     return count_rows(home) >= expected and count_rows(home, status="processing") == 0
 
 
-def drop_all(files: list[Path], inbox: Path) -> None:
-    """Copy every file into the inbox as fast as the disk allows."""
+def drop_all(files: list[Path], inbox: Path, slow: Collection[Path] = ()) -> None:
+    """Copy every file into the inbox as fast as the disk allows; those in ``slow`` as a
+    network copy does, in three chunks with pauses, the file held open throughout (in
+    threads, so the others do not wait). Returns once every copy is complete."""
+    copies = []
     for path in files:
-        shutil.copyfile(path, inbox / path.name)
+        if path in slow:
+            copies.append(threading.Thread(target=_slow_copy, args=(path, inbox / path.name)))
+            copies[-1].start()
+        else:
+            shutil.copyfile(path, inbox / path.name)
+    for copy in copies:
+        copy.join()
+
+
+def _slow_copy(source: Path, target: Path) -> None:
+    data = source.read_bytes()
+    step = -(-len(data) // 3)
+    with target.open("wb") as handle:
+        for start in range(0, len(data), step):
+            handle.write(data[start : start + step])
+            handle.flush()
+            time.sleep(SLOW_PAUSE_SECONDS)
+
+
+def check_slow_copies(home: Path, slow: Collection[Path]) -> int:
+    """Each slowly copied file was read whole: its archived bytes are the source's."""
+    engine = make_engine(f"sqlite:///{home / 'var' / 'labloop.db'}")
+    try:
+        with Session(engine) as session:
+            for source in slow:
+                row = session.exec(
+                    select(IngestedFile).where(IngestedFile.original_name == source.name)
+                ).one()
+                assert row.status == "archived", (source.name, row.error)
+                assert Path(row.stored_path).read_bytes() == source.read_bytes(), source.name
+    finally:
+        engine.dispose()
+    return len(slow)
 
 
 def check_conservation(home: Path, drops: int) -> dict[str, int]:
@@ -289,12 +357,16 @@ def main() -> None:
             time.sleep(8)
             started = time.monotonic()
             deadline = started + args.deadline
-            drop_all(drop_set.first_wave, home / "inbox")
+            dropping = threading.Thread(
+                target=drop_all, args=(drop_set.first_wave, home / "inbox", drop_set.slow)
+            )
+            dropping.start()
             if args.kill_mid_run:
                 while count_rows(home) < drop_set.total // 4:
                     time.sleep(0.05)
                 killed = (time.monotonic() - started, count_rows(home),
                           kill_ingest_runner(process.pid))  # fmt: skip
+            dropping.join()
             wait_settled(home, len(drop_set.first_wave), deadline)
             drop_all(drop_set.second_wave, home / "inbox")
             wait_settled(home, drop_set.total, deadline)
@@ -304,6 +376,7 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=60)
         counts = check_conservation(home, drop_set.total)
+        counts["slow copies read whole"] = check_slow_copies(home, drop_set.slow)
     print(f"{args.broker}: drops={drop_set.total} in {elapsed:.1f} s "
           f"({drop_set.total / elapsed:.1f} files/s); services up throughout: {alive}")  # fmt: skip
     if killed is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -47,7 +46,6 @@ def test_files_in_the_inbox_are_recorded_through_real_workers(stack, tmp_path):
     for slot in range(2, 11):
         sheet(staging / f"B001-S{slot:02d}.csv", f"B001-S{slot:02d}", 210 + slot)
     (staging / "garbage.csv").write_bytes(os.urandom(2048))
-    started = time.monotonic()
     for path in sorted(staging.iterdir()):
         shutil.copy(path, stack.inbox / path.name)
     assert stack.wait_for(
@@ -56,8 +54,6 @@ def test_files_in_the_inbox_are_recorded_through_real_workers(stack, tmp_path):
         ),
         timeout=30,
     ), stack.log.read_text()[-3000:]
-    elapsed = time.monotonic() - started
-    assert elapsed < 20, f"ten files took {elapsed:.1f} s"
     assert stack.count(Result) == 10
     assert stack.count(IngestedFile, status="quarantined") == 1
 

@@ -24,9 +24,10 @@ import redis
 from sqlmodel import Session, select
 
 from agent.config import EMBEDDED_BROKER
-from agent.db import Batch, IngestedFile, ModelRun, Result
+from agent.db import Batch, IngestedFile, ModelRun, Result, make_engine
 from benchmarks.mixed_drops import (
     check_conservation,
+    check_slow_copies,
     count_rows,
     drop_all,
     kill_ingest_runner,
@@ -75,7 +76,7 @@ def test_mixed_drops_end_in_exactly_one_place(tmp_path):
     stack = Stack(home, environment(home, url), tmp_path / "run.log")
     stack.start()
     try:
-        drop_all(drops.first_wave, home / "inbox")
+        drop_all(drops.first_wave, home / "inbox", slow=drops.slow)
         assert stack.wait_for(lambda: settled(home, len(drops.first_wave)), timeout=180)
         drop_all(drops.second_wave, home / "inbox")
         assert stack.wait_for(lambda: settled(home, drops.total), timeout=120)
@@ -85,6 +86,34 @@ def test_mixed_drops_end_in_exactly_one_place(tmp_path):
     counts = check_conservation(home, drops.total)
     assert counts["archived rows"] >= 90  # the valid exports, each recorded once
     assert counts["quarantined rows"] >= len(drops.second_wave)
+    # copied in chunks with pauses longer than the settle time: read whole all the same
+    assert check_slow_copies(home, drops.slow) == len(drops.slow) > 0
+    # two names for the same new bytes at once: one archived, the other its duplicate
+    twins = twin_rows(home)
+    assert twins and all(sorted(statuses) == ["archived", "quarantined"] for statuses in twins)
+    # names that are not UTF-8 are recorded, escaped
+    assert undecodable_rows(home) and all("\\xe9" in name for name in undecodable_rows(home))
+
+
+def twin_rows(home: Path) -> list[list[str]]:
+    engine = make_engine(f"sqlite:///{home / 'var' / 'labloop.db'}")
+    with Session(engine) as session:
+        rows = session.exec(select(IngestedFile).where(IngestedFile.original_name.like("twin-%")))
+        pairs: dict[str, list[str]] = {}
+        for row in rows:
+            pairs.setdefault(row.original_name.split("-")[1], []).append(row.status)
+    engine.dispose()
+    return list(pairs.values())
+
+
+def undecodable_rows(home: Path) -> list[str]:
+    engine = make_engine(f"sqlite:///{home / 'var' / 'labloop.db'}")
+    with Session(engine) as session:
+        names = session.exec(
+            select(IngestedFile.original_name).where(IngestedFile.original_name.like("re-test %"))
+        ).all()
+    engine.dispose()
+    return list(names)
 
 
 @pytest.mark.parametrize("broker", ["redis", "embedded"])
