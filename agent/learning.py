@@ -216,7 +216,11 @@ def _middle(parameter: Any) -> Any:
 MODEL_NAMES = ("DT", "RF", "GBM", "NN")
 
 
-def _models(seed: int, n_jobs: int) -> dict[str, Any]:
+# early stopping holds out 10 % of a fold: below this many rows that is too few to score
+EARLY_STOPPING_ROWS = 100
+
+
+def _models(seed: int, n_jobs: int, rows: int) -> dict[str, Any]:
     return {
         "DT": DecisionTreeRegressor(random_state=seed),
         "RF": RandomForestRegressor(n_estimators=100, random_state=seed, n_jobs=n_jobs),
@@ -228,7 +232,7 @@ def _models(seed: int, n_jobs: int) -> dict[str, Any]:
                 MLPRegressor(
                     hidden_layer_sizes=(64, 32),
                     alpha=1e-2,
-                    early_stopping=True,
+                    early_stopping=rows >= EARLY_STOPPING_ROWS,
                     max_iter=2000,
                     random_state=seed,
                 ),
@@ -245,7 +249,7 @@ def compare_models(
     ``skip`` are left out)."""
     folds = KFold(config.folds, shuffle=True, random_state=config.seed)
     table = {}
-    for name, model in _models(config.seed, config.n_jobs).items():
+    for name, model in _models(config.seed, config.n_jobs, len(y)).items():
         if name in skip:
             continue
         scores = cross_validate(

@@ -101,3 +101,12 @@ def test_one_r2_the_headline_is_the_tuned_gbm_column_of_the_comparison():
     assert report.comparison["GBM"]["R2 test"] == report.cv_r2
     # the same folds and seed as the search: its best score is the column's test RMSE
     assert report.comparison["GBM"]["RMSE test"] == pytest.approx(report.cv_rmse, rel=1e-9)
+
+
+def test_the_comparison_runs_on_a_small_history():
+    """Twelve rows: the MLP's early stopping would hold out too few to score, and fail."""
+    training = training_set(12, failures=0)
+    x = SPACE.features(training.recipes).to_numpy(float)
+    table = compare_models(x, training.capacity_mah_g, FAST)
+    assert list(table) == ["DT", "RF", "GBM", "NN"]
+    assert all(np.isfinite(table["NN"][metric]) for metric in METRIC_ROWS)
