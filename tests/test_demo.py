@@ -22,7 +22,9 @@ def test_short_demo_runs_the_whole_loop(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert sorted(p.name for p in (home / "recipes").iterdir()) == [
+        "batch-001.about.txt",
         "batch-001.csv",
+        "batch-002.about.txt",
         "batch-002.csv",
     ]
     engine = make_engine(f"sqlite:///{home / 'var' / 'labloop.db'}")
