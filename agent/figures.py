@@ -200,21 +200,22 @@ def figure_bytes(figure: Figure, fmt: str) -> bytes:
 FIGURE_NAMES = ("best", "parity", "parameters")
 
 
-def batch_figures(engine: Engine, space: DesignSpace) -> dict[str, Figure]:
-    """The three figures of a labloop home, by name."""
+def batch_figures(engine: Engine, space: DesignSpace, only: str | None = None) -> dict[str, Figure]:
+    """The figures of a labloop home by name: all three, or ``only`` the one asked for (the
+    page draws each on its own request)."""
     frame = experiments_frame(engine)
-    summaries = batch_summaries(engine)
     best = history_best(frame)
-    return {
-        "parity": draw_parity(parity_points(frame)),
-        "parameters": draw_parameters(frame, space, moved_parameters(frame, space)),
-        "best": draw_best(
-            best_series(summaries, best),
-            [s.number for s in summaries],
-            best,
-            [s.measured_max for s in summaries],
-        ),  # fmt: skip
-    }
+    drawn: dict[str, Figure] = {}
+    if only in (None, "best"):
+        summaries = batch_summaries(engine)
+        numbers = [s.number for s in summaries]
+        own_best = [s.measured_max for s in summaries]
+        drawn["best"] = draw_best(best_series(summaries, best), numbers, best, own_best)
+    if only in (None, "parity"):
+        drawn["parity"] = draw_parity(parity_points(frame))
+    if only in (None, "parameters"):
+        drawn["parameters"] = draw_parameters(frame, space, moved_parameters(frame, space))
+    return drawn
 
 
 def write_figures(engine: Engine, space: DesignSpace, folder: Path) -> list[Path]:

@@ -138,11 +138,10 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
             abort(404)
         key = (summaries.key(), name, fmt)
         if key not in figure_files:
-            drawn = batch_figures(engine, campaign_space(settings))
-            figure_files.clear()  # older data: never shown again
-            figure_files.update(
-                {(key[0], n, f): figure_bytes(drawn[n], f) for n in drawn for f in FORMATS}
-            )
+            if any(old[0] != key[0] for old in figure_files):
+                figure_files.clear()  # drawn from older data: never shown again
+            figure = batch_figures(engine, campaign_space(settings), only=name)[name]
+            figure_files[key] = figure_bytes(figure, fmt)
         mimetype = "image/svg+xml" if fmt == "svg" else "image/png"
         return Response(figure_files[key], mimetype=mimetype)
 
