@@ -215,3 +215,30 @@ def test_propose_under_approval_prints_the_draft_it_wrote(tmp_path, monkeypatch)
     draft = home / "recipes" / "drafts" / "batch-001.csv"
     assert f"batch 1: draft {draft} awaits approval" in done.stdout.replace("\n", "")
     assert draft.exists() and not (home / "recipes" / "batch-001.csv").exists()
+
+
+def test_the_page_warns_when_it_listens_beyond_this_machine():
+    from agent.web.cli import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.7")
+
+
+def test_labloop_web_on_all_interfaces_says_who_can_read_it(tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "LABLOOP_HOME": str(tmp_path), "COLUMNS": "300"}
+    command = [sys.executable, "-m", "agent.cli", "web", "--host", "0.0.0.0", "--port", str(port)]
+    web = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, said = time.monotonic() + 60, ""
+        while "reachable from other machines" not in said and time.monotonic() < deadline:
+            said += web.stderr.readline()
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+    assert "0.0.0.0 is reachable from other machines" in said

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 
@@ -22,6 +23,13 @@ def serve(host: str, port: int) -> None:
     # a fresh home shows an empty page rather than an error
     init_db(make_engine(settings.database_url))
     _check_free(host, port)
+    if not is_loopback(host):
+        log.warning(
+            "labloop web: %s is reachable from other machines and anyone there can read the "
+            "page (batches, recipes, file names); serve it on 127.0.0.1 behind a proxy with "
+            "authentication instead",
+            host,
+        )
     server = make_server(host, port, create_app(settings), threaded=True)
     mode = "approvals need the token" if settings.web_token else "read-only"
     log.info("labloop web: http://%s:%d (%s; Ctrl-C stops)", host, server.server_port, mode)
@@ -43,3 +51,13 @@ def _check_free(host: str, port: int) -> None:
         raise LabloopError(
             f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port"
         ) from None
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can connect to ``host`` (127.0.0.1, ::1, localhost)."""
+    try:
+        return all(
+            ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None)
+        )
+    except (OSError, ValueError):
+        return False
