@@ -38,3 +38,31 @@ def test_every_labloop_service_runs_a_real_command(name):
     assert "./inbox:/lab/inbox" in service["volumes"]
     assert service["environment"]["LABLOOP_BROKER_URL"].startswith("redis://")
     assert service["environment"]["LABLOOP_DATABASE_URL"].startswith("postgresql")
+
+
+def test_compose_runs_unattended_and_keeps_its_secrets_elsewhere():
+    text = COMPOSE.read_text()
+    every = services()
+    # every service comes back after a crash or a reboot
+    assert all(service.get("restart") == "unless-stopped" for service in every.values())
+    # nothing listens beyond this machine; the page and Flower go behind a proxy
+    ports = [port for service in every.values() for port in service.get("ports", [])]
+    assert ports and all(port.startswith("127.0.0.1:") for port in ports)
+    # the broker's append-only file and the database live on named volumes
+    assert "redisdata:/data" in every["redis"]["volumes"]
+    assert {"pgdata", "redisdata"} <= set(yaml.safe_load(text)["volumes"])
+    # no password in the file: it comes from .env (an example ships, .env is ignored)
+    assert "labloop:labloop@" not in text and "POSTGRES_PASSWORD: labloop" not in text
+    assert "${POSTGRES_PASSWORD:?" in every["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    root = COMPOSE.parent
+    assert "POSTGRES_PASSWORD=" in (root / ".env.example").read_text()
+    assert ".env" in (root / ".gitignore").read_text().split()
+    # a retrain may finish before the learning worker is killed
+    assert every["worker-learning"]["stop_grace_period"] == "15m"
+
+
+def test_the_image_runs_as_the_lab_staffs_user():
+    dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
+    assert "USER labloop" in dockerfile and "ARG LABLOOP_UID" in dockerfile
+    build = services()["worker-ingest"]["build"]
+    assert set(build["args"]) == {"LABLOOP_UID", "LABLOOP_GID"}
