@@ -242,3 +242,43 @@ def test_labloop_web_on_all_interfaces_says_who_can_read_it(tmp_path):
         web.terminate()
         web.wait(timeout=30)
     assert "0.0.0.0 is reachable from other machines" in said
+
+
+def test_half_open_connections_do_not_starve_the_page(tmp_path):
+    """Connections that send half a request hold no worker thread: the page still answers."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "LABLOOP_HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "agent.cli", "web", "--port", str(port)]
+    web = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    stalled = []
+    try:
+        url = f"http://127.0.0.1:{port}/healthz"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url, timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        for _ in range(50):  # more than the server's threads, each stuck mid-header
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            stalled.append(sock)
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert answer.status == 200
+        # a thread per connection (the development server) would hold 50 threads here
+        status = Path(f"/proc/{web.pid}/status").read_text()
+        threads = int(next(line for line in status.splitlines() if line.startswith("Threads:"))
+                      .split()[1])  # fmt: skip
+        assert threads < 30, threads
+    finally:
+        for sock in stalled:
+            sock.close()
+        web.terminate()
+        web.wait(timeout=30)

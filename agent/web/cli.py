@@ -6,7 +6,7 @@ import ipaddress
 import logging
 import socket
 
-from werkzeug.serving import make_server
+from waitress import create_server
 
 from agent.config import get_settings
 from agent.db import init_db, make_engine
@@ -15,14 +15,19 @@ from agent.web.app import create_app
 
 log = logging.getLogger(__name__)
 
+# waitress: requests served at once, connections held open, and how long an idle or
+# half-sent one (headers or body trickling in) may hold its slot
+THREADS = 8
+CONNECTION_LIMIT = 200
+IDLE_TIMEOUT_SECONDS = 30
+
 
 def serve(host: str, port: int) -> None:
-    """Serve the page of the configured labloop home on http://host:port (threaded)."""
+    """Serve the page of the configured labloop home on http://host:port (waitress)."""
     settings = get_settings()
     settings.ensure_folders()
     # a fresh home shows an empty page rather than an error
     init_db(make_engine(settings.database_url))
-    _check_free(host, port)
     if not is_loopback(host):
         log.warning(
             "labloop web: %s is reachable from other machines and anyone there can read the "
@@ -30,27 +35,23 @@ def serve(host: str, port: int) -> None:
             "authentication instead",
             host,
         )
-    server = make_server(host, port, create_app(settings), threaded=True)
-    mode = "approvals need the token" if settings.web_token else "read-only"
-    log.info("labloop web: http://%s:%d (%s; Ctrl-C stops)", host, server.server_port, mode)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        log.info("labloop web: stopping")
-    finally:
-        server.server_close()
-
-
-def _check_free(host: str, port: int) -> None:
-    """Fail with one line when the address cannot be listened on (Werkzeug exits with a
-    message of its own instead of raising)."""
-    try:
-        with socket.create_server((host, port), reuse_port=False):
-            pass
+        server = create_server(
+            create_app(settings), host=host, port=port, threads=THREADS,
+            channel_timeout=IDLE_TIMEOUT_SECONDS, connection_limit=CONNECTION_LIMIT,
+        )  # fmt: skip
     except OSError as error:  # the port is taken, or the address is not this machine's
         raise LabloopError(
             f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port"
         ) from None
+    mode = "approvals need the token" if settings.web_token else "read-only"
+    log.info("labloop web: http://%s:%d (%s; Ctrl-C stops)", host, port, mode)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        log.info("labloop web: stopping")
+    finally:
+        server.close()
 
 
 def is_loopback(host: str) -> bool:
