@@ -7,6 +7,8 @@ run twice: the database decides what is already done.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -111,7 +113,22 @@ def _finish_interrupted_work(sender, **_kwargs) -> None:
     queues = {queue.name for queue in sender.task_consumer.queues}
     if LEARNING_QUEUE not in queues:
         return
-    complete, unproposed = campaign.unfinished_work(_engine())
+    # the database may be down at this moment: keep asking in the background, never give up
+    threading.Thread(target=requeue_unfinished_work, daemon=True, name="recovery").start()
+
+
+def requeue_unfinished_work(first_wait: float = 1.0, longest_wait: float = 60.0) -> None:
+    """Re-queue what a crash left undone, waiting (with back-off) for the database."""
+    wait = first_wait
+    while True:
+        try:
+            complete, unproposed = campaign.unfinished_work(_engine())
+            break
+        except OperationalError as error:
+            log.warning("start-up recovery: database unreachable (%s); again in %.0f s",
+                        error.orig or error, wait)  # fmt: skip
+            time.sleep(wait)
+            wait = min(longest_wait, wait * 2)
     for number in complete:
         log.info("batch %d is complete but untrained: retraining", number)
         retrain.apply_async(args=[number], queue=LEARNING_QUEUE)
