@@ -38,10 +38,12 @@ def batch_one_state(driver, url: str) -> str | None:  # noqa: ANN001 - a seleniu
 
 def test_batch_moves_from_running_to_trained_on_screen(browser, tmp_path: Path):
     home = tmp_path / "demo"
+    # 1.5 s between files: batch 1 stays "running" for about 15 s, long enough for a reload
+    # to see it on a loaded machine
     env = {**os.environ, "LABLOOP_HOME": str(home)}
     env.pop("LABLOOP_BROKER_URL", None)
     demo = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "demo", "--batches", "2", "--fast", "--pace", "0.6"],
+        [sys.executable, "-m", "agent.cli", "demo", "--batches", "2", "--fast", "--pace", "1.5"],
         env=env, stdout=(tmp_path / "demo.log").open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
