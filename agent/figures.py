@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from sqlalchemy.engine import Engine
 
 from agent.recipes import Z_95
-from agent.report import BatchSummary, batch_summaries, experiments_frame
+from agent.report import batch_summaries, experiments_frame
 from agent.space import DesignSpace
 
 FORMATS = ("png", "svg")
@@ -79,17 +79,6 @@ def category_shares(frame: pd.DataFrame, name: str) -> dict[str, dict[str, int]]
         label: group[name].dropna().astype(str).value_counts().to_dict()
         for label, group in _groups(frame)
     }
-
-
-def best_series(summaries: Sequence[BatchSummary], history_best: float | None) -> list[float]:
-    """The best capacity found after each batch (the history's included)."""
-    best = -np.inf if history_best is None else history_best
-    series = []
-    for summary in summaries:
-        if summary.measured_max is not None:
-            best = max(best, summary.measured_max)
-        series.append(float(best))
-    return series
 
 
 def history_best(frame: pd.DataFrame) -> float | None:
@@ -208,9 +197,10 @@ def batch_figures(engine: Engine, space: DesignSpace, only: str | None = None) -
     drawn: dict[str, Figure] = {}
     if only in (None, "best"):
         summaries = batch_summaries(engine)
-        numbers = [s.number for s in summaries]
-        own_best = [s.measured_max for s in summaries]
-        drawn["best"] = draw_best(best_series(summaries, best), numbers, best, own_best)
+        series = [s.best_so_far for s in summaries if s.best_so_far is not None]
+        numbers = [s.number for s in summaries if s.best_so_far is not None]
+        own_best = [s.measured_max for s in summaries if s.best_so_far is not None]
+        drawn["best"] = draw_best(series, numbers, best, own_best)
     if only in (None, "parity"):
         drawn["parity"] = draw_parity(parity_points(frame))
     if only in (None, "parameters"):

@@ -12,7 +12,6 @@ from sqlmodel import Session, select
 from agent.db import Batch, BatchState, Experiment, Origin, Result
 from agent.figures import (
     batch_figures,
-    best_series,
     category_shares,
     draw_parity,
     history_best,
@@ -112,7 +111,7 @@ def test_best_so_far_starts_from_the_history(engine):
     seed(engine)
     frame = experiments_frame(engine)
     assert history_best(frame) == 215.0
-    series = best_series(batch_summaries(engine), history_best(frame))
+    series = [s.best_so_far for s in batch_summaries(engine)]
     assert series == [224.0, 226.0]
     figure = batch_figures(engine, SPACE)["best"]
     ax = figure.axes[0]
