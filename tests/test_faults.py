@@ -26,6 +26,7 @@ from sqlmodel import Session, select
 from agent.config import EMBEDDED_BROKER
 from agent.db import Batch, IngestedFile, ModelRun, Result, make_engine
 from benchmarks.mixed_drops import (
+    DropSet,
     check_conservation,
     check_slow_copies,
     count_rows,
@@ -64,17 +65,23 @@ def kill_group(stack: Stack) -> None:
     stack.process.wait()
 
 
-def test_mixed_drops_end_in_exactly_one_place(tmp_path):
-    url = "redis://127.0.0.1:6379/12"
-    redis.Redis.from_url(url).flushdb()
+def mixed_drops_stack(tmp_path: Path, broker: str) -> tuple[Path, DropSet, Stack]:
+    """A home whose batches name 200 samples, 200 drops staged for it, `labloop run` up."""
     home, staging = tmp_path / "home", tmp_path / "staging"
     staging.mkdir()
     prepare_home(home, 200)
     drops = make_drops(staging, 200, huge_mb=20)
     (home / "inbox").mkdir()
     shutil.copyfile(staging / "masses.csv", home / "inbox" / "masses.csv")
-    stack = Stack(home, environment(home, url), tmp_path / "run.log")
+    stack = Stack(home, environment(home, broker), tmp_path / "run.log")
     stack.start()
+    return home, drops, stack
+
+
+def test_mixed_drops_end_in_exactly_one_place(tmp_path):
+    url = "redis://127.0.0.1:6379/12"
+    redis.Redis.from_url(url).flushdb()
+    home, drops, stack = mixed_drops_stack(tmp_path, url)
     try:
         drop_all(drops.first_wave, home / "inbox", slow=drops.slow)
         assert stack.wait_for(lambda: settled(home, len(drops.first_wave)), timeout=180)
@@ -131,14 +138,7 @@ def test_killed_ingest_costs_a_retry_not_the_inbox(tmp_path, broker: str):
     url = "redis://127.0.0.1:6379/14" if broker == "redis" else EMBEDDED_BROKER
     if broker == "redis":
         redis.Redis.from_url(url).flushdb()
-    home, staging = tmp_path / "home", tmp_path / "staging"
-    staging.mkdir()
-    prepare_home(home, 200)
-    drops = make_drops(staging, 200, huge_mb=20)
-    (home / "inbox").mkdir()
-    shutil.copyfile(staging / "masses.csv", home / "inbox" / "masses.csv")
-    stack = Stack(home, environment(home, url), tmp_path / "run.log")
-    stack.start()
+    home, drops, stack = mixed_drops_stack(tmp_path, url)
     half = len(drops.first_wave) // 2
     try:
         drop_all(drops.first_wave[:half], home / "inbox")
