@@ -146,6 +146,8 @@ def split_space(
     """Pin or restrict each searched parameter to its known values (see the module doc)."""
     known_space, to_probe = space, {}
     for p in space.grid.searched:
+        if not p.applies(incumbent):  # uncoated: its coating temperature is no known value
+            continue
         known = {v for v, c in counts[p.name].items() if c >= probe_until}
         known.add(incumbent[p.name])
         if p.kind == "categorical":
@@ -169,12 +171,14 @@ def snapped(space: DesignSpace, recipe: Mapping[str, Any]) -> Recipe:
 
 def trust_box(space: DesignSpace, centre: Recipe, length: float) -> Box:
     """The trust region around ``centre`` in ``space``'s search vector: numeric dimensions
-    within length/2 (at least one grid step), categoricals free."""
+    within length/2 (at least one grid step), categoricals free, and so are the numbers that
+    do not apply to ``centre`` (an uncoated centre has no coating temperature to stay near)."""
     x = space.encode(centre)
     low, high = np.zeros(space.dim), np.ones(space.dim)
     codec = space.grid
     dims = codec.offsets[:-1][codec.numeric]
-    half = np.maximum(length / 2, 1.0 / codec.top[codec.numeric])
+    free = np.array([not p.applies(centre) for p in codec.searched])[codec.numeric]
+    half = np.where(free, 1.0, np.maximum(length / 2, 1.0 / codec.top[codec.numeric]))
     low[dims] = np.clip(x[dims] - half, 0.0, 1.0)
     high[dims] = np.clip(x[dims] + half, 0.0, 1.0)
     return low, high

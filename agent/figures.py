@@ -143,7 +143,7 @@ def draw_parameters(frame: pd.DataFrame, space: DesignSpace, names: Sequence[str
             continue
         parameter = space.declared.get(name)
         if parameter is not None and parameter.numeric:
-            _strip(ax, groups, name, space.label(name))
+            _strip(ax, groups, name, space.label(name, note=False))
         else:
             _bars(ax, category_shares(frame, name), name)
     for ax in list(axes)[len(names) :]:

@@ -190,10 +190,16 @@ class LearningReport:
 
 
 def impute(recipes: pd.DataFrame, space: DesignSpace) -> pd.DataFrame:
-    """Fill values missing in old records: numbers by the median, categories by the mode."""
+    """Fill values missing in old records: numbers by the median, categories by the mode.
+    A parameter that does not apply to a row (no coating: its amount) stays blank."""
     frame = recipes.reindex(columns=list(space.declared)).copy()
     for name, parameter in space.declared.items():
-        column = frame[name]
+        if parameter.condition is not None:
+            applies = frame[parameter.condition.parent].isin(parameter.condition.choices)
+            frame[name] = frame[name].astype(object).where(applies, None)
+        else:
+            applies = pd.Series(True, index=frame.index)
+        column = frame[name][applies]
         if not column.isna().any():
             continue
         if parameter.numeric:
@@ -203,7 +209,8 @@ def impute(recipes: pd.DataFrame, space: DesignSpace) -> pd.DataFrame:
             filler = modes.iloc[0] if len(modes) else None
         if filler is None or pd.isna(filler):
             filler = parameter.value if parameter.kind == "fixed" else _middle(parameter)
-        frame[name] = (column if parameter.numeric else column.astype(object)).fillna(filler)
+        filled = (column if parameter.numeric else column.astype(object)).fillna(filler)
+        frame[name] = filled if applies.all() else frame[name].where(~applies, filled)
     return frame
 
 

@@ -45,11 +45,10 @@ class NoModel(LabloopError, RuntimeError):
 
 
 def known_recipes(engine: Engine, space: DesignSpace) -> list[dict[str, Any]]:
-    """Recipes of every experiment so far that name all the space's parameters."""
+    """Recipes of every experiment so far that name every parameter that applies to them."""
     with Session(engine) as session:
         recipes = session.exec(select(Experiment.parameters)).all()
-    names = list(space.declared)
-    return [r for r in recipes if all(r.get(n) is not None for n in names)]
+    return [space.blank_inactive(r) for r in recipes if space.complete(r)]
 
 
 def batch_of_model(engine: Engine, version: int) -> Batch | None:

@@ -47,7 +47,9 @@ class PlannedSample:
 COLUMN_MEANINGS = (
     ("sample_id", "label the cell's export with it, in the file name or the test name "
                   "(B004-S03.csv); labloop matches results by it"),
-    ("recipe columns", "the recipe to make, on the design space's grid; units in the header"),
+    ("recipe columns", "the recipe to make, on the design space's grid; units in the header; "
+                       "a blank cell is a step that does not apply, as the header says (no "
+                       "coating: no coating amount, temperature or time)"),
     ("predicted_capacity_mah_g", "the model's expected first-cycle discharge capacity at the "
                                  "lab's protocol"),
     ("low_95_mah_g, high_95_mah_g", "the 95 % interval of a measurement: about 19 of 20 "
@@ -178,15 +180,16 @@ def read_recipe_file(path: Path, space: DesignSpace) -> list[PlannedSample]:
     """The samples of a recipe file (header units stripped), checked against the space."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
-    labels = {space.label(c): c for c in space.columns}
+    # by the header's first word: a header's note may change, its parameter does not
+    headers = {header.split(" ")[0]: header for header in rows[0]} if rows else {}
     samples = []
     for line, row in enumerate(rows, start=2):
         recipe: dict[str, Any] = {}
-        for label, name in labels.items():
-            if label not in row:
-                raise ValueError(f"{path.name}: column {label!r} is missing")
-            text = row[label]
-            recipe[name] = float(text) if _is_number(text) else text
+        for name in space.columns:
+            if name not in headers:
+                raise ValueError(f"{path.name}: column {space.label(name)!r} is missing")
+            text = row[headers[name]]
+            recipe[name] = float(text) if _is_number(text) else (text or None)
         try:
             space.validate(recipe)
         except ValueError as error:

@@ -5,6 +5,11 @@ A recipe is a plain ``dict`` keyed by parameter name, plus the derived values
 and converts recipes to search vectors for the optimiser and to feature tables for the
 models; the vectorised conversions live in `agent.space_encoding.GridCodec` (``space.grid``).
 
+A parameter with a condition (``only_when`` in the TOML file: the coating's amount,
+temperature and time apply only when there is a coating material) is blank, ``None``, in a
+recipe where it does not apply; see `agent.space_encoding` for how blanks are searched and
+fed to the models.
+
 Overrides keep the *declared* space (the TOML file) beside the current one: pinned and
 narrowed values are checked against it, and feature tables always have the declared
 columns, so a model trained on history scores the proposals of a pinned campaign as is.
@@ -31,6 +36,7 @@ from agent.space_params import (
     Parameter,
     Recipe,
     fmt,
+    is_blank,
     is_number,
     parse_space,
 )
@@ -72,6 +78,9 @@ class DesignSpace:
         return cls(*parse_space(d))
 
     def _check(self) -> None:
+        for p in self.parameters.values():
+            if p.condition and self.parameters[p.condition.parent].condition:
+                raise ValueError(f"{p.name}: only_when names a parameter that has one itself")
         for d in self.derived:
             if d.name in self.parameters:
                 raise ValueError(f"derived {d.name} has the name of a parameter")
@@ -79,6 +88,8 @@ class DesignSpace:
             for name, _ in item.terms:
                 if name not in self.parameters or not self.parameters[name].numeric:
                     raise ValueError(f"{item.name}: term {name} is not a numeric parameter")
+                if self.parameters[name].condition:
+                    raise ValueError(f"{item.name}: term {name} does not always apply")
         for c in self.constraints:
             least, most = self._sum_range(c)
             if c.max is not None and least > c.max + TOL:
@@ -107,7 +118,8 @@ class DesignSpace:
         """A new space with ``name`` fixed at ``value`` (on the grid, in the declared range)."""
         declared = self._declared(name)
         value = declared.coerce(value)
-        return self._replace(Parameter(name, "fixed", declared.unit, value=value), f"pin {name}")
+        pinned = Parameter(name, "fixed", declared.unit, value=value, condition=declared.condition)
+        return self._replace(pinned, f"pin {name}")
 
     def narrow(self, name: str, low: Any, high: Any) -> DesignSpace:
         """A new space searching ``name`` in [low, high] only; low == high pins it."""
@@ -161,25 +173,56 @@ class DesignSpace:
             raise ValueError(f"{action}: {error}") from None
 
     # ------------------------------------------------------------------ recipes
-    def label(self, name: str) -> str:
-        """Column header for recipe files: ``calcination_temp_c [°C]``."""
+    def label(self, name: str, *, note: bool = True) -> str:
+        """Column header for recipe files: ``calcination_temp_c [°C]``, and for a parameter
+        that does not always apply ``coating_time_h [h] (blank when coating_material is none)``.
+        A header's first word is always the name; ``note=False`` leaves the note out."""
         units = {p.name: p.unit for p in self.declared.values()} | {
             d.name: d.unit for d in self.derived
         }
         if name not in units:
             raise ValueError(f"unknown parameter {name!r}")
-        return f"{name} [{units[name]}]" if units[name] else name
+        label = f"{name} [{units[name]}]" if units[name] else name
+        condition = name in self.declared and self.declared[name].condition
+        if not (condition and note):
+            return label
+        others = tuple(
+            c for c in self.declared[condition.parent].choices if c not in condition.choices
+        )
+        if len(others) <= len(condition.choices):
+            return f"{label} (blank when {condition.describe(others)})"
+        return f"{label} (blank unless {condition.describe()})"
+
+    def applies(self, name: str, recipe: Mapping[str, Any]) -> bool:
+        """Whether parameter ``name`` has a value in ``recipe`` (its condition holds)."""
+        return self.declared[name].applies(recipe)
+
+    def blank_inactive(self, recipe: Mapping[str, Any]) -> Recipe:
+        """``recipe`` with every parameter that does not apply set to None (an old record's
+        "no coating, amount 0, 400 °C" becomes "no coating")."""
+        return {k: None if k in self.declared and not self.applies(k, recipe) else v
+                for k, v in recipe.items()}  # fmt: skip
+
+    def complete(self, recipe: Mapping[str, Any]) -> bool:
+        """Every parameter that applies has a value."""
+        return all(not is_blank(recipe.get(n)) for n in self.declared if self.applies(n, recipe))
 
     def validate(self, recipe: Mapping[str, Any]) -> None:
         """Raise ValueError naming every offending parameter or constraint of ``recipe``."""
         known = set(self.columns)
         problems = [f"unknown parameter {k!r}" for k in recipe if k not in known]
-        problems += [f"missing parameter {n!r}" for n in self.parameters if n not in recipe]
-        problems += [
-            message
-            for name, p in self.parameters.items()
-            if name in recipe and (message := p.problem(recipe[name])) is not None
-        ]
+        for name, p in self.parameters.items():
+            value = recipe.get(name)
+            if not p.applies(recipe):
+                if not is_blank(value):
+                    problems.append(
+                        f"{name} = {fmt(value)} but it applies only when "
+                        f"{p.condition.describe()}: leave it blank"
+                    )
+            elif name not in recipe or is_blank(value):
+                problems.append(f"missing parameter {name!r}")
+            elif (message := p.problem(value)) is not None:
+                problems.append(message)
         if not problems:  # the sums below need every value present and valid
             for d in self.derived:
                 expected = d.compute(recipe)
@@ -200,11 +243,15 @@ class DesignSpace:
         """Euclidean distance in grid steps over the declared parameters.
 
         A numeric parameter adds (|a - b| / step)², a categorical or fixed one adds 1 when the
-        values differ (one step: "another choice"). Derived values follow from the others and
-        are left out. ``space.grid.distances`` is the same measure on grid indices.
+        values differ (one step: "another choice"), and so does a parameter that applies in
+        one recipe only. Derived values follow from the others and are left out.
+        ``space.grid.distances`` is the same measure on grid indices.
         """
         total = 0.0
         for p in self.declared.values():
+            if not (p.applies(a) and p.applies(b)):
+                total += float(p.applies(a) != p.applies(b))
+                continue
             x, y = a[p.name], b[p.name]
             total += ((x - y) / p.step) ** 2 if p.gridded else float(x != y)
         return math.sqrt(total)
@@ -235,15 +282,20 @@ class DesignSpace:
         """The model feature table of ``recipes``; other columns (results, ids) are ignored.
 
         Numeric parameters and derived values in their own units, categoricals one-hot as
-        ``name=choice`` over the declared choices: the columns do not depend on overrides.
+        ``name=choice`` over the declared choices: the columns do not depend on overrides. A
+        parameter that does not apply enters as `space_encoding.NOT_APPLIED` (whatever an old
+        record holds there).
         """
         frame = recipes if isinstance(recipes, pd.DataFrame) else pd.DataFrame(list(recipes))
         values = {}
         for name, p in self.declared.items():
             if name not in frame:
                 raise ValueError(f"features: missing parameter {name!r}")
+            column = frame[name]
+            if p.condition is not None:
+                column = column.mask(column.eq(""))  # a blank cell read as text
             try:
-                values[name] = frame[name].to_numpy(dtype=float if p.numeric else object)
+                values[name] = column.to_numpy(dtype=float if p.numeric else object)
             except (TypeError, ValueError):
                 raise ValueError(f"features: {name} has values that are not numbers") from None
         return self.grid.feature_frame(values, len(frame))

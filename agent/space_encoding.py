@@ -21,6 +21,12 @@ deterministically: a broken sum moves the constraint's ``repair`` terms (else al
 towards the bounds that lower it, all by one common fraction, rounded on the grid, and hands
 single steps back while the limit allows. So Co gives way for ni + co <= 1, and the six
 dopants shrink together, keeping their ratios, to meet the total-dopant limit.
+
+A parameter with a condition keeps its dimension (the swarm may switch the coating on
+again), but where it does not apply its grid index is 0 and its recipe value None, so two
+uncoated recipes are one point, and a distance counts "applies in one of them" as one
+step. A model sees such a number as `NOT_APPLIED` (no coating: amount 0, 0 h, 0 °C) and
+such a categorical as all-zero one-hot columns.
 """
 
 from __future__ import annotations
@@ -32,13 +38,29 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from agent.space_params import GRID_TOL, TOL, Constraint, Recipe, fmt, is_number
+from agent.space_params import GRID_TOL, TOL, Constraint, Parameter, Recipe, fmt, is_number
 
 if TYPE_CHECKING:
     from agent.space import DesignSpace
 
 _MAX_DRAWS = 1000  # rounds of rejection sampling before giving up on a too tight space
 _MAX_PASSES = 10  # repair passes: constraints sharing parameters may need more than one
+NOT_APPLIED = 0.0  # the feature value of a number that does not apply
+
+
+@dataclass(frozen=True)
+class _Applies:
+    """Where a parameter with a condition applies, on grid indices."""
+
+    name: str
+    column: int | None  # its grid column; None when it is pinned
+    parent_column: int | None  # the parent's grid column; None when the parent is pinned
+    allowed: np.ndarray  # the parent's grid indices (or, pinned, its value) that allow it
+
+    def mask(self, grid: np.ndarray) -> np.ndarray:
+        if self.parent_column is None:
+            return np.full(len(grid), bool(self.allowed.size))
+        return np.isin(grid[:, self.parent_column], self.allowed)
 
 
 @dataclass(frozen=True)
@@ -73,6 +95,23 @@ class GridCodec:
         self.numeric = np.array([p.gridded for p in self.searched], dtype=bool)
         self._numeric_dims = self.offsets[:-1][self.numeric]
         self._bounds = [b for c in space.constraints for b in self._bounds_of(c) if b.columns.size]
+        self._applies = [self._applies_of(p) for p in space.parameters.values() if p.condition]
+
+    def _applies_of(self, p: Parameter) -> _Applies:
+        column = {q.name: j for j, q in enumerate(self.searched)}
+        parent = self.space.parameters[p.condition.parent]
+        if parent.kind == "fixed":
+            allowed = np.arange(1 if parent.value in p.condition.choices else 0)
+        else:
+            allowed = np.flatnonzero(np.isin(parent.choices, p.condition.choices))
+        return _Applies(p.name, column.get(p.name), column.get(parent.name), allowed)
+
+    def _blank_unapplied(self, grid: np.ndarray) -> np.ndarray:
+        """Index 0 wherever a parameter does not apply, in place: one point per recipe."""
+        for a in self._applies:
+            if a.column is not None:
+                grid[~a.mask(grid), a.column] = 0
+        return grid
 
     def _bounds_of(self, c: Constraint) -> list[_Bound]:
         column = {p.name: j for j, p in enumerate(self.searched)}
@@ -111,7 +150,7 @@ class GridCodec:
         for j in np.flatnonzero(~self.numeric):
             grid[:, j] = x[:, self.offsets[j] : self.offsets[j + 1]].argmax(axis=1)
         self._repair(grid)
-        return grid
+        return self._blank_unapplied(grid)
 
     def vectors(self, grid: np.ndarray) -> np.ndarray:
         """Search vectors of grid indices."""
@@ -129,7 +168,9 @@ class GridCodec:
             if p.name not in recipe:
                 raise ValueError(f"encode: missing parameter {p.name!r}")
             value, start = recipe[p.name], self.offsets[j]
-            if p.kind == "categorical":
+            if not p.applies(recipe):  # as index 0, like every recipe where it does not apply
+                x[start] = 1.0 if p.kind == "categorical" else 0.0
+            elif p.kind == "categorical":
                 if value not in p.choices:
                     raise ValueError(p.problem(value))
                 x[start + p.choices.index(value)] = 1.0
@@ -194,6 +235,7 @@ class GridCodec:
         found, count = [], 0
         for _ in range(_MAX_DRAWS):
             draw = rng.integers(0, self.top + 1, size=(max(4 * n, 256), len(self.searched)))
+            self._blank_unapplied(draw)
             found.append(draw[self.feasible(draw)])
             count += len(found[-1])
             if count >= n:
@@ -212,6 +254,8 @@ class GridCodec:
                 out[p.name] = np.rint(column).astype(np.int64) if p.kind == "integer" else column
         for p in self.fixed:
             out[p.name] = np.full(n, p.value, dtype=object if isinstance(p.value, str) else None)
+        for a in self._applies:
+            out[a.name] = np.where(a.mask(grid), out[a.name], None)
         for d in self.space.derived:
             out[d.name] = d.compute(out)
         return {name: out[name] for name in self.space.columns}
@@ -235,11 +279,18 @@ class GridCodec:
         data = {}
         for name in self.space.columns:
             p = self.space.declared.get(name)
+            applies = np.ones(n, dtype=bool)
+            if p is not None and p.condition is not None:
+                parent = np.asarray(values[p.condition.parent], dtype=object)
+                applies = np.isin(parent, p.condition.choices)
             if p is None or not p.choices:
-                data[name] = np.asarray(values[name], dtype=float)
+                column = np.asarray(values[name], dtype=float)
+                if np.isnan(column[applies]).any():
+                    raise ValueError(f"features: {name} is blank where it applies")
+                data[name] = np.where(applies, column, NOT_APPLIED)
                 continue
-            column = np.asarray(values[name], dtype=object)
-            if unknown := set(column) - set(p.choices):
+            column = np.where(applies, np.asarray(values[name], dtype=object), None)
+            if unknown := set(column[applies]) - set(p.choices):
                 raise ValueError(
                     f"features: {name} = {', '.join(map(fmt, unknown))} is not one of "
                     f"{', '.join(p.choices)}"
@@ -253,12 +304,14 @@ class GridCodec:
         """Grid index of ``recipe`` rounded to the grid, or None when it is not a point of
         this space (another pinned value, outside a narrowed range, unknown choice, broken
         constraint): such a recipe can never equal a proposal."""
-        if any(p.problem(recipe.get(p.name)) for p in self.fixed):
+        if any(p.applies(recipe) and p.problem(recipe.get(p.name)) for p in self.fixed):
             return None
         row = []
         for p in self.searched:
             value = recipe.get(p.name)
-            if p.kind == "categorical":
+            if not p.applies(recipe):
+                row.append(0)
+            elif p.kind == "categorical":
                 if value not in p.choices:
                     return None
                 row.append(p.choices.index(value))
@@ -272,5 +325,9 @@ class GridCodec:
     def distances(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """(len(a), len(b)) grid distances, the measure of `DesignSpace.grid_distance`."""
         diff = a[:, None, :] - b[None, :, :]
-        squared = (diff[..., self.numeric] ** 2).sum(-1) + (diff[..., ~self.numeric] != 0).sum(-1)
-        return np.sqrt(squared)
+        squared = np.where(self.numeric, diff.astype(float) ** 2, (diff != 0).astype(float))
+        for applies in self._applies:
+            if applies.column is not None:
+                one_side = applies.mask(a)[:, None] != applies.mask(b)[None, :]
+                squared[..., applies.column] = np.where(one_side, 1.0, squared[..., applies.column])
+        return np.sqrt(squared.sum(-1))

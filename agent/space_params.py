@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ GRID_TOL = 1e-6  # within a millionth of a step of a grid point is on the grid
 Kind = Literal["continuous", "integer", "categorical", "fixed"]
 KINDS: tuple[str, ...] = ("continuous", "integer", "categorical", "fixed")
 Value = float | int | str
-Recipe = dict[str, Value]
+Recipe = dict[str, Value | None]  # None: the parameter does not apply (see Condition)
 
 
 def decimals(x: float) -> int:
@@ -33,9 +33,31 @@ def is_number(x: Any) -> bool:
     return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
 
 
+def is_blank(x: Any) -> bool:
+    """No value: None, an empty cell or NaN (how pandas reads an empty cell)."""
+    return x is None or x == "" or (isinstance(x, float) and math.isnan(x))
+
+
 def fmt(x: Any) -> str:
     """A value as written in messages: numbers short (0.0725, 650), text quoted."""
     return f"{x:g}" if is_number(x) else repr(x)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``only_when = { coating_material = ["B", "W"] }``: the parameter applies only when the
+    categorical ``parent`` takes one of ``choices``; elsewhere its value is blank (None)."""
+
+    parent: str
+    choices: tuple[str, ...]
+
+    def holds(self, recipe: Mapping[str, Any]) -> bool:
+        return recipe.get(self.parent) in self.choices
+
+    def describe(self, choices: tuple[str, ...] | None = None) -> str:
+        """'coating_material is B, W, Co or Al' (or the ``choices`` given), for messages."""
+        *rest, last = choices or self.choices
+        return f"{self.parent} is {', '.join(rest) + ' or ' if rest else ''}{last}"
 
 
 @dataclass(frozen=True)
@@ -50,6 +72,10 @@ class Parameter:
     step: float = 1.0
     choices: tuple[str, ...] = ()  # categorical; a declared text `fixed` has (value,)
     value: Value | None = None  # fixed (declared or pinned)
+    condition: Condition | None = None  # applies only when another parameter allows it
+
+    def applies(self, recipe: Mapping[str, Any]) -> bool:
+        return self.condition is None or self.condition.holds(recipe)
 
     @property
     def gridded(self) -> bool:
@@ -151,10 +177,10 @@ class Derived:
 
 
 _FIELDS = {
-    "continuous": {"kind", "unit", "low", "high", "step"},
-    "integer": {"kind", "unit", "low", "high", "step"},
-    "categorical": {"kind", "unit", "choices"},
-    "fixed": {"kind", "unit", "value"},
+    "continuous": {"kind", "unit", "low", "high", "step", "only_when"},
+    "integer": {"kind", "unit", "low", "high", "step", "only_when"},
+    "categorical": {"kind", "unit", "choices", "only_when"},
+    "fixed": {"kind", "unit", "value", "only_when"},
 }
 
 
@@ -163,10 +189,17 @@ def parse_space(
 ) -> tuple[list[Parameter], list[Constraint], list[Derived]]:
     """The parameters, constraints and derived values of a design-space table."""
     _no_extra("design space", d, {"parameters", "constraints", "derived"})
-    params = [parse_parameter(name, spec) for name, spec in d.get("parameters", {}).items()]
+    specs = d.get("parameters", {})
+    params = [parse_parameter(name, spec) for name, spec in specs.items()]
     if not params:
         raise ValueError("a design space needs at least one parameter")
     by_name = {p.name: p for p in params}
+    params = [
+        replace(p, condition=parse_condition(p.name, specs[p.name]["only_when"], by_name))
+        if "only_when" in specs[p.name]
+        else p
+        for p in params
+    ]
     derived = [parse_derived(name, spec, by_name) for name, spec in d.get("derived", {}).items()]
     constraints = [parse_constraint(i, spec) for i, spec in enumerate(d.get("constraints", []))]
     return params, constraints, derived
@@ -202,6 +235,22 @@ def parse_parameter(name: str, spec: Mapping[str, Any]) -> Parameter:
     if abs((high - low) / step - p.n_steps) > GRID_TOL:
         raise ValueError(f"{name}: high {fmt(high)} is not on the {fmt(step)} grid from {fmt(low)}")
     return p
+
+
+def parse_condition(name: str, spec: Any, params: Mapping[str, Parameter]) -> Condition:
+    """``only_when = { parent = [choice, ...] }`` of parameter ``name``."""
+    if not isinstance(spec, Mapping) or len(spec) != 1:
+        raise ValueError(f"{name}: only_when must name one parameter: {{ parent = [choices] }}")
+    ((parent, choices),) = spec.items()
+    owner = params.get(parent)
+    if owner is None or owner.kind != "categorical" or parent == name:
+        raise ValueError(f"{name}: only_when needs another categorical parameter, got {parent!r}")
+    choices = (choices,) if isinstance(choices, str) else tuple(str(c) for c in choices)
+    if not choices or not set(choices) < set(owner.choices):
+        raise ValueError(
+            f"{name}: only_when {parent} needs some but not all of {', '.join(owner.choices)}"
+        )
+    return Condition(parent, tuple(c for c in owner.choices if c in choices))
 
 
 def parse_constraint(i: int, spec: Mapping[str, Any]) -> Constraint:

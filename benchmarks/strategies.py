@@ -209,11 +209,11 @@ class BaybeBotorch:
 
         rng = np.random.default_rng([self.seed, batch])
         grid = candidate_grid(self.space, observed, self.candidates, rng)
-        pool = pd.DataFrame(self.space.grid.values(grid))[self.names]
+        pool = self._filled(pd.DataFrame(self.space.grid.values(grid))[self.names])
         searchspace = SearchSpace(discrete=SubspaceDiscrete.from_dataframe(pool, self.parameters))
         objective = NumericalTarget(name="capacity").to_objective()
         train = measured(observed)
-        data = train[self.names].assign(capacity=train["measured"].to_numpy(float))
+        data = self._filled(train[self.names]).assign(capacity=train["measured"].to_numpy(float))
         torch.set_num_threads(self.threads)
         with Settings(random_seed=self.seed * 1000 + batch, cache_directory=None):
             recommender = BotorchRecommender()
@@ -222,6 +222,12 @@ class BaybeBotorch:
             predicted = surrogate.posterior_stats(chosen, stats=("mean",))["capacity_mean"]
         # BayBE keeps the candidate table's index on its recommendations
         return Plan(self.space.grid.recipes(grid[chosen.index]), predicted.tolist())
+
+    def _filled(self, recipes: pd.DataFrame) -> pd.DataFrame:
+        """BayBE has no conditional parameters: a blank (no coating: no coating temperature)
+        becomes the parameter's lowest value, as a user would encode it for BayBE."""
+        lowest = {p.name: p.at(0) for p in self.space.grid.searched if p.condition and p.gridded}
+        return recipes.fillna(lowest).infer_objects()
 
 
 def baybe_available() -> bool:

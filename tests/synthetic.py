@@ -23,7 +23,8 @@ def capacity(frame: pd.DataFrame) -> np.ndarray:
         224.0
         - 4000 * (frame["ni_fraction"] - 0.94) ** 2
         - ((frame["calcination_temp_c"] - 720.0) / 25.0) ** 2
-        - ((frame["coating_temp_c"] - 380.0) / 60.0) ** 2
+        # no coating (a blank temperature) costs as much as coating 60 °C off the best
+        - ((frame["coating_temp_c"].astype(float).fillna(440.0) - 380.0) / 60.0) ** 2
         - 2000 * (frame["li_ratio"] - 1.03) ** 2
         - 2.0 * (frame["li_source"] != "LiOH")
     ).to_numpy()

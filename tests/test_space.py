@@ -53,7 +53,9 @@ def on_grid(value: float, low: float, step: float) -> bool:
 def assert_on_grid_and_valid(space: DesignSpace, recipe: dict) -> None:
     space.validate(recipe)
     for name, p in space.parameters.items():
-        if p.gridded:
+        if not p.applies(recipe):  # no coating: its amount, temperature and time are blank
+            assert recipe[name] is None, name
+        elif p.gridded:
             assert on_grid(recipe[name], p.low, p.step), (name, recipe[name])
             assert p.low <= recipe[name] <= p.high, name
     assert recipe["ni_fraction"] + recipe["co_fraction"] <= 1 + 1e-12
@@ -71,7 +73,7 @@ def test_default_space_is_the_campaign_table() -> None:
         "calcination_time_h": (8, 16, 1),
         **{d: (0.0, 0.005, 0.0005) for d in DOPANTS[:-1]},
         "dopant_nb": (0.0, 0.004, 0.0005),
-        "coating_amount": (0.0, 0.01, 0.0005),
+        "coating_amount": (0.0005, 0.01, 0.0005),
         "coating_temp_c": (200, 500, 5),
         "coating_time_h": (1, 8, 0.5),
     }
@@ -109,7 +111,7 @@ def test_valid_recipes_survive_encode_then_decode() -> None:
 def test_decode_gives_a_valid_recipe_on_the_grid(vector: np.ndarray) -> None:
     recipe = SPACE.decode(vector)
     assert_on_grid_and_valid(SPACE, recipe)
-    assert recipe["calcination_temp_c"] % 5 == 0 and recipe["coating_time_h"] % 0.5 == 0
+    assert recipe["calcination_temp_c"] % 5 == 0 and (recipe["coating_time_h"] or 0) % 0.5 == 0
     assert recipe["mn_fraction"] == round(1 - recipe["ni_fraction"] - recipe["co_fraction"], 3)
 
 

@@ -376,7 +376,7 @@ def true_optimum(
     values = {n: v.item() if hasattr(v, "item") else v for n, v in recipe.items()}
     for d in space.derived:
         values[d.name] = float(d.compute(values))
-    ordered = {name: values[name] for name in space.columns}
+    ordered = space.blank_inactive({name: values[name] for name in space.columns})
     return ordered, float(true_capacity([ordered], lab)[0])
 
 
