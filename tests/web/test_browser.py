@@ -148,3 +148,18 @@ def test_the_page_does_not_reload_over_a_form_being_filled_in(
     WebDriverWait(browser, 10).until(lambda b: "approved by J. Kim" in b.page_source)
     assert "approved by J. Kim just now" in browser.find_element(By.ID, "batch-2").text
     assert not browser.find_elements(By.ID, "draft-2")
+
+
+def test_a_read_protected_page_opens_with_the_token_as_password(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    settings, engine = seeded_home(tmp_path, web_read_token=SecretStr("read-secret"))
+    with serving(create_app(settings)) as url:
+        browser.get(url)  # no credentials: the browser asks for them, nothing is shown
+        assert not browser.find_elements(By.ID, "batch-2")
+        browser.get(url.replace("http://", "http://lab:read-secret@"))
+        assert browser.find_element(By.ID, "batch-2").text.startswith("B002 running 2/10")
+        # the style sheet came with the same credentials: the page is laid out
+        title = browser.find_element(By.TAG_NAME, "h1")
+        assert title.value_of_css_property("font-size") == "22px"
+    engine.dispose()
