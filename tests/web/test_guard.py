@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from agent.config import Settings
+from agent.db import init_db, make_engine
 from agent.web.app import create_app
 from agent.web.guard import GuessLimiter
 
@@ -119,3 +120,19 @@ def test_labloop_web_beyond_this_machine_says_whether_reading_is_protected(
     else:
         assert "read protection is off: anyone there can read the page" in said
         assert "set web_read_token" in said
+
+
+def test_an_empty_token_from_the_environment_leaves_the_page_unprotected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # compose passes LABLOOP_WEB_READ_TOKEN= when .env leaves it empty
+    monkeypatch.setenv("LABLOOP_WEB_READ_TOKEN", "")
+    monkeypatch.setenv("LABLOOP_WEB_TOKEN", "")
+    settings = Settings(home=tmp_path)
+    assert settings.web_read_token is None and settings.web_token is None
+    settings.ensure_folders()
+    init_db(make_engine(settings.database_url))
+    client = create_app(settings).test_client()
+    assert client.get("/api/files").status_code == 200  # not "the empty password opens it"
+    answer = client.post("/batches/1/approve", data={"by": "x", "token": ""})
+    assert answer.status_code == 403 and b"read-only" in answer.data
