@@ -125,7 +125,9 @@ def web(
 ) -> None:
     """The status page: batches, queues, inbox, quarantine, latest model.
 
-    Read-only unless web_token is set (then batches awaiting approval get a button)."""
+    Read-only unless web_token is set: then batches awaiting approval are decided there.
+
+    With web_read_token set, reading the page needs that token (the HTTP Basic password)."""
     from agent.web.cli import serve
 
     _as_service()

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     approval: Literal["none", "required"] = "none"
     # the status page's write actions (approving a batch) need this token; unset: read-only
     web_token: SecretStr | None = None
+    # reading the status page (every route but /healthz) needs this token as the password of
+    # HTTP Basic auth, any user name; unset: anyone who can reach the page reads it
+    web_read_token: SecretStr | None = None
     # a campaign's budget: no batch is proposed past this number (None: no limit)
     max_batches: int | None = Field(default=None, ge=1)
     # used when neither the export nor masses.csv gives the active mass of a cell
@@ -131,6 +134,13 @@ class Settings(BaseSettings):
     kappa: float = Field(default=0.5, ge=0)
     use_success_probability: bool = True
     seed: int | None = None
+
+    @field_validator("web_token", "web_read_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: Any) -> Any:
+        # LABLOOP_WEB_READ_TOKEN= (as compose passes an unset variable) must not mean
+        # "the empty password opens the page"
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _fill_folders(self) -> Settings:

@@ -128,13 +128,11 @@ def interval_95(
     return predicted_mah_g - half, predicted_mah_g + half
 
 
-def render(space: DesignSpace, samples: Sequence[PlannedSample]) -> bytes:
-    """The CSV bytes of a recipe file."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["sample_id", *(space.label(c) for c in space.columns), *PREDICTION_COLUMNS])
+def recipe_table(space: DesignSpace, samples: Sequence[PlannedSample]) -> list[list[str]]:
+    """The cells of a recipe file, header row first: the file and the page show the same."""
+    rows = [["sample_id", *(space.label(c) for c in space.columns), *PREDICTION_COLUMNS]]
     for sample in samples:
-        writer.writerow(
+        rows.append(
             [
                 sample.sample_id,
                 *(_cell(sample.recipe[c]) for c in space.columns),
@@ -149,6 +147,13 @@ def render(space: DesignSpace, samples: Sequence[PlannedSample]) -> bytes:
                 _cell(sample.probe),
             ]
         )
+    return rows
+
+
+def render(space: DesignSpace, samples: Sequence[PlannedSample]) -> bytes:
+    """The CSV bytes of a recipe file."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(recipe_table(space, samples))
     return out.getvalue().encode("utf-8-sig")
 
 

@@ -3,13 +3,13 @@
 Routes (GET): ``/`` the page; ``/api/batches``, ``/api/queues``, ``/api/files``,
 ``/api/models`` the same facts as JSON; ``/recipes/batch-NNN.csv`` a recipe file;
 ``/figures/parity.png`` the latest model's parity plot; ``/healthz`` for a health check.
-The one write, ``POST /batches/N/approve`` (the approval gate's button), needs the
-``web_token`` of the settings; without one configured the page is read-only.
+With ``web_read_token`` set every route but ``/healthz`` needs it (agent.web.guard). The
+writes, the approval gate's forms (agent.web.gate), need the ``web_token`` of the settings;
+without one configured the page is read-only.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -20,17 +20,14 @@ from flask import (
     Response,
     abort,
     jsonify,
-    redirect,
     render_template,
     request,
     send_from_directory,
-    url_for,
 )
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import OperationalError
 
-from agent.approval import ApprovalError, approve
-from agent.campaign import batch_by_number, campaign_space, record_progress
+from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
 from agent.db import as_utc, make_engine
 from agent.figures import FIGURE_NAMES, FORMATS, batch_figures, figure_bytes
@@ -38,7 +35,10 @@ from agent.planning import recipe_is_ours
 from agent.recipes import COLUMN_MEANINGS
 from agent.report import model_parity_png
 from agent.web import facts
+from agent.web.drafts import gate_facts
 from agent.web.facts import BatchFacts
+from agent.web.gate import gate_routes
+from agent.web.guard import GuessLimiter, plain_text, protect_reading
 from agent.web.queues import WorkerProbe, queue_counter
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,17 @@ log = logging.getLogger(__name__)
 REFRESH_SECONDS = 10
 
 
-def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
-    """The web app for the labloop home of ``settings``; ``celery`` defaults to the workers'."""
+def create_app(
+    settings: Settings,
+    celery: Celery | None = None,
+    guesses: GuessLimiter | None = None,
+    refresh_seconds: float = REFRESH_SECONDS,
+) -> Flask:
+    """The web app for the labloop home of ``settings``; ``celery`` defaults to the workers'.
+
+    ``guesses`` counts wrong tokens per address (default: 5 a minute lock an address out
+    for a minute); ``refresh_seconds`` is how often an untouched page reloads itself.
+    """
     if celery is None:
         # the page is an entry point like the CLI, so it may use the workers' own app
         from workers.app import make_app
@@ -62,6 +71,11 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     app = Flask(__name__)
     app.json = _JSONProvider(app)
     app.jinja_env.filters.update(ago=ago, clock=clock, utc=as_utc)
+    app.jinja_env.globals.update(refresh_seconds=refresh_seconds)
+    guesses = guesses or GuessLimiter()
+    if settings.web_read_token is not None:
+        protect_reading(app, settings.web_read_token, guesses)
+    app.register_blueprint(gate_routes(settings, engine, celery, guesses))
 
     def queue_facts() -> dict[str, Any]:
         return {
@@ -82,8 +96,8 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
         return render_template(
             "index.html",
             now=datetime.now(UTC),
-            refresh_seconds=REFRESH_SECONDS,
             batches=all_batches,
+            gate=gate_facts(engine, campaign_space(settings)),
             figure_names=FIGURE_NAMES,
             files=files(),
             models=facts.model_facts(engine),
@@ -122,10 +136,8 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
         batch = batch_by_number(engine, int(name[len("batch-") : -len(".csv")]))
         if batch is not None and not recipe_is_ours(batch):
             # edited or replaced since labloop wrote it: the lab must not follow it
-            return Response(
-                f"{name} changed since labloop wrote it; ask whoever keeps labloop",
-                status=409,
-                mimetype="text/plain",
+            return plain_text(
+                f"{name} changed since labloop wrote it; ask whoever keeps labloop", 409
             )
         return send_from_directory(settings.recipes, name, mimetype="text/csv", as_attachment=True)
 
@@ -156,30 +168,12 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
             )
         return Response(parity_pngs[parity.version], mimetype="image/png")
 
-    @app.post("/batches/<int:number>/approve")
-    def approve_batch(number: int) -> Response:
-        """The approval gate's button: needs the token from the settings (web_token)."""
-        expected = settings.web_token.get_secret_value() if settings.web_token else ""
-        given = request.form.get("token", "")
-        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-            abort(403)
-        who = request.form.get("by", "").strip() or "status page"
-        try:
-            batch = approve(engine, campaign_space(settings), number, who)
-        except ApprovalError as error:
-            return Response(str(error), status=409, mimetype="text/plain")
-        log.info("batch %d approved by %s on the status page", number, who)
-        # results that came before the approval count now; the last one starts the retrain
-        if (completed := record_progress(engine, batch.id)) is not None:
-            celery.send_task("labloop.retrain", args=[completed], queue="learning")
-        return redirect(url_for("page") + f"#batch-{number}")
-
     @app.errorhandler(OperationalError)  # connection refused, file not found, server gone
     def database_down(error: OperationalError) -> tuple[Response | str, int]:
         log.warning("database error on %s: %s", request.path, error)
         if request.path.startswith("/api/"):
             return jsonify(error="the database is not answering"), 503
-        return render_template("unavailable.html", refresh_seconds=REFRESH_SECONDS), 503
+        return render_template("unavailable.html"), 503
 
     return app
 

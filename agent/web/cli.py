@@ -29,12 +29,7 @@ def serve(host: str, port: int) -> None:
     # a fresh home shows an empty page rather than an error
     init_db(make_engine(settings.database_url))
     if not is_loopback(host):
-        log.warning(
-            "labloop web: %s is reachable from other machines and anyone there can read the "
-            "page (batches, recipes, file names); serve it on 127.0.0.1 behind a proxy with "
-            "authentication instead",
-            host,
-        )
+        log.warning("labloop web: %s", exposure_warning(host, settings.web_read_token is not None))
     try:
         server = create_server(
             create_app(settings), host=host, port=port, threads=THREADS,
@@ -45,6 +40,8 @@ def serve(host: str, port: int) -> None:
             f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port"
         ) from None
     mode = "approvals need the token" if settings.web_token else "read-only"
+    if settings.web_read_token:
+        mode += ", reading needs the read token"
     log.info("labloop web: http://%s:%d (%s; Ctrl-C stops)", host, port, mode)
     try:
         server.run()
@@ -52,6 +49,20 @@ def serve(host: str, port: int) -> None:
         log.info("labloop web: stopping")
     finally:
         server.close()
+
+
+def exposure_warning(host: str, read_protected: bool) -> str:
+    """What listening on ``host``, reachable from other machines, lets others do."""
+    if read_protected:
+        return (
+            f"{host} is reachable from other machines; read protection is on (web_read_token), "
+            "but plain HTTP carries the tokens in clear: put a reverse proxy with TLS in front"
+        )
+    return (
+        f"{host} is reachable from other machines and read protection is off: anyone there "
+        "can read the page (batches, recipes, file names); set web_read_token, or serve it on "
+        "127.0.0.1 behind a proxy with authentication"
+    )
 
 
 def is_loopback(host: str) -> bool:

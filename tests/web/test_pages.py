@@ -152,8 +152,10 @@ def test_an_unreachable_database_is_a_503(tmp_path: Path, url: str) -> None:
 def test_without_a_token_nothing_can_be_written(client: FlaskClient) -> None:
     rules = list(client.application.url_map.iter_rules())
     writes = {rule.rule for rule in rules if "POST" in rule.methods}
-    assert writes == {"/batches/<int:number>/approve"}
-    assert client.post("/batches/2/approve", data={"token": "", "by": "x"}).status_code == 403
+    assert writes == {f"/batches/<int:number>/{action}" for action in ("approve", "edit", "reject")}
+    for action in ("approve", "edit", "reject"):
+        refused = client.post(f"/batches/2/{action}", data={"token": "", "by": "x"})
+        assert refused.status_code == 403 and b"read-only" in refused.data
     for url in ("/", "/api/batches", "/api/files", "/recipes/batch-001.csv", "/healthz"):
         assert client.post(url).status_code == 405
         assert client.delete(url).status_code == 405
