@@ -1,7 +1,8 @@
 """The Celery app, built from Settings: Redis when a URL is set, else an embedded broker.
 
-The embedded broker is kombu's filesystem transport under ``<state>/broker``: it needs
-no server, so one machine runs the whole loop with nothing installed beside Python.
+The embedded broker is kombu's filesystem transport under ``<state>/broker`` (writing each
+message atomically, `workers.embedded_broker`): it needs no server, so one machine runs the
+whole loop with nothing installed beside Python.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from celery import Celery
 
 from agent.config import Settings, get_settings
+from workers.embedded_broker import TRANSPORT as EMBEDDED_TRANSPORT
 
 INGEST_QUEUE = "ingest"
 LEARNING_QUEUE = "learning"
@@ -39,6 +41,8 @@ def make_app(settings: Settings) -> Celery:
     )
     app.conf.update(
         broker_url=settings.broker_url,
+        # kombu's filesystem transport, but writing each message atomically
+        broker_transport=EMBEDDED_TRANSPORT if settings.embedded_broker else None,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         task_serializer="json",
