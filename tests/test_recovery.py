@@ -16,7 +16,15 @@ from sqlalchemy import create_engine, func, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
-from agent.db import FileStatus, IngestedFile, Result, init_db, make_engine, utcnow
+from agent.db import (
+    FileStatus,
+    IngestedFile,
+    Result,
+    get_engine,
+    init_db,
+    make_engine,
+    utcnow,
+)
 from agent.lease import LeaseKeeper
 from benchmarks.mixed_drops import child_pids
 from tests.conftest import POSTGRES_URL, add_batch, postgres_url
@@ -195,6 +203,19 @@ def test_files_dropped_while_the_database_is_down_are_recorded_soon_after_it_is_
         broker.terminate()
         broker.wait()
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_process_that_met_the_database_down_migrates_it_once_it_is_back(proxied_database):
+    through, direct, proxy = proxied_database
+    proxy.stop()
+    with pytest.raises(OperationalError):
+        get_engine(through)  # a worker's first task, during an outage
+    proxy.start()
+    engine = get_engine(through)
+    with Session(engine) as session:  # the schema is there: the engine was not kept half made
+        assert session.exec(select(func.count()).select_from(IngestedFile)).one() == 0
+    engine.dispose()
 
 
 def alive(pid: int) -> bool:
