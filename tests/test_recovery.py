@@ -135,7 +135,7 @@ def test_a_file_held_by_a_killed_ingest_worker_is_recorded_within_a_minute(tmp_p
 
 
 @pytest.fixture
-def proxied_database(tmp_path):
+def proxied_database():
     """A schema of its own on PostgreSQL, reached through a proxy the test can stop:
     yields (the URL through the proxy, the direct URL, the proxy)."""
     schema = f"labloop_outage_{uuid.uuid4().hex[:8]}"
