@@ -79,14 +79,22 @@ class Settings(BaseSettings):
     # a test whose voltage never reaches this is not of a cathode (an anode half cell)
     cathode_min_v: float = 2.5
 
-    # a worker holds a file this long; if it dies, another may take the file over after it
-    ingest_lease_seconds: float = Field(default=120.0, gt=0)
+    # A worker holds a file for this long and renews the hold every third of it while it
+    # works, so a slow file is never taken from a live worker; one that dies (kill -9,
+    # power cut) lets go within this long and the file's next hand-on takes it over.
+    # Short: recovery after a kill is about this plus resubmit_after_seconds' wait.
+    ingest_lease_seconds: float = Field(default=20.0, gt=0)
     # a file written to less than this long ago that stops mid-line or inside its first cycle
     # is tried again later instead of judged (its writer may not be done); default: six
     # settle times (60 s)
     cut_short_grace_seconds: float | None = Field(default=None, ge=0)
-    # Redis: a task whose worker died unacknowledged is delivered again after this long
-    broker_visibility_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Redis: a task whose worker died unacknowledged is delivered again after this long.
+    # Longer than any task runs (a retrain at full budgets takes minutes): Redis cannot tell
+    # a dead worker from a slow one, so a shorter one would start a running retrain again,
+    # and one timeout applies to every queue of a Redis database. Recovery does not wait
+    # for it: the watcher hands a file still in the inbox on again (resubmit_after_seconds)
+    # and a learning worker re-queues unfinished batches when it starts.
+    broker_visibility_timeout_seconds: float = Field(default=3600.0, gt=0)
 
     # watcher: where no close-write is seen (polling, files found by a scan, empty files) a
     # file is complete once its size and mtime have not changed for this long; a network
@@ -95,8 +103,11 @@ class Settings(BaseSettings):
     # watcher: use polling instead of inotify (network shares where events do not arrive)
     polling: bool = False
     poll_interval_seconds: float = Field(default=1.0, gt=0)
-    # watcher: a file still in the inbox this long after it was handed on is handed on again
-    resubmit_after_seconds: float = Field(default=300.0, gt=0)
+    # watcher: a file still in the inbox this long after it was handed on is handed on
+    # again, and again every this long while it stays: the bound on how long a file waits
+    # after its task was lost (worker killed, database down past the task's retries). A
+    # hand-on of a file another worker holds costs one hash and a look at the database.
+    resubmit_after_seconds: float = Field(default=20.0, gt=0)
 
     # the design space (default: agent/data/design_space.toml) and this campaign's pins / ranges:
     # {"atmosphere": "air", "ni_fraction": [0.94, 0.96]} (a value pins, a pair narrows)

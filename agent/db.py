@@ -206,8 +206,9 @@ def get_engine(url: str) -> Engine:
     """The engine for ``url`` in this process (engines must not cross a fork)."""
     key = (os.getpid(), url)
     if key not in _engines:
-        _engines[key] = make_engine(url)
-        init_db(_engines[key])
+        engine = make_engine(url)
+        init_db(engine)  # kept only once migrated: a database down now is asked again next time
+        _engines[key] = engine
     return _engines[key]
 
 

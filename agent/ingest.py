@@ -3,7 +3,8 @@
 The database is the source of truth, so every step can be repeated after a crash:
 
 * every drop gets one ``IngestedFile`` row; the same drop retried finds its row again
-  (unique name + hash while processing) and a lease stops two workers working on it at once;
+  (unique name + hash while processing) and a lease, renewed while its worker lives
+  (`agent.lease`), stops two workers working on it at once;
 * results are unique by (file hash, row), and content is archived at most once
   (unique hash among archived rows): the same bytes dropped again are quarantined as a duplicate;
 * the row is committed with its destination *before* the file is moved, so a crash between
@@ -32,6 +33,7 @@ from agent.cycler.base import MassSource
 from agent.cycler.classify import CellTest, Protocol, classify_cycle, from_sheet_row, needs_mass
 from agent.db import Experiment, FileStatus, IngestedFile, Origin, Result, get_engine, utcnow
 from agent.files import readable_name
+from agent.lease import LeaseKeeper
 from agent.masses import MassBook, read_masses
 from agent.sample_ids import find_sample_id, normalise_sample_id
 from agent.space import DesignSpace
@@ -131,6 +133,14 @@ class Ingestor:
         row = self._open_row(name, sha, before[0])
         if row is None:
             return IngestReport(name=name, status="in-progress")
+        with LeaseKeeper(self.engine, row.id, self.settings.ingest_lease_seconds):
+            return self._judge(path, row, before, move)
+
+    def _judge(
+        self, path: Path, row: IngestedFile, before: tuple[int, int], move: bool
+    ) -> IngestReport:
+        """Read, judge and store a file whose row we hold; archive or quarantine it."""
+        name, sha = row.original_name, row.sha256
         try:
             tests = self._read(path, name, sha)
         except Rejected as rejected:

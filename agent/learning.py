@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import parallel_config
 from scipy.stats import randint, uniform
 from sklearn.base import clone
 from sklearn.cluster import KMeans
@@ -331,7 +332,23 @@ def fit(
     config: LearningConfig = LearningConfig(),
     warm_start: dict[str, Any] | None = None,
 ) -> tuple[TrainedModel, LearningReport]:
-    """Train the capacity model (and success classifier) on a training set."""
+    """Train the capacity model (and success classifier) on a training set.
+
+    The ``n_jobs`` of the comparison and the search run in threads of this process, not
+    in joblib's default loky worker processes: those outlived a learning worker killed
+    with -9 by 25 minutes, still holding memory and busy with the dead worker's search.
+    Threads die with it. A backend the caller chose with joblib's ``parallel_config`` wins.
+    """
+    with parallel_config(prefer="threads"):
+        return _fit(training, space, config, warm_start)
+
+
+def _fit(
+    training: TrainingSet,
+    space: DesignSpace,
+    config: LearningConfig,
+    warm_start: dict[str, Any] | None,
+) -> tuple[TrainedModel, LearningReport]:
     if training.size < MIN_TRAINING_ROWS:
         raise NotEnoughData(
             f"only {training.size} measured experiments: at least {MIN_TRAINING_ROWS} are "

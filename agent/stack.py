@@ -88,10 +88,13 @@ class WorkerSpec:
 class Workers:
     """Worker processes kept alive: one that dies (killed, out of memory) is started again.
 
-    Its unfinished tasks are not lost. They were never acknowledged: Redis delivers them
-    again after the visibility timeout; the embedded broker forgets a message once a worker
-    has taken it, and the watcher hands a file still in the inbox on again
-    (``resubmit_after_seconds``). The database tells the next attempt what was already done.
+    Its unfinished work is not lost. The watcher hands a file still in the inbox on again
+    every ``resubmit_after_seconds`` and the dead worker's hold on its file runs out within
+    ``ingest_lease_seconds``, so an ingest is taken over within about a minute; a learning
+    worker re-queues unfinished batches when it starts. (Redis also delivers the dead
+    worker's unacknowledged tasks again, but only after its long visibility timeout; the
+    embedded broker forgets a message once a worker has taken it.) The database tells the
+    next attempt what was already done.
     """
 
     def __init__(self, specs: Sequence[WorkerSpec]) -> None:

@@ -26,8 +26,10 @@ Events only wake the check; a scan at start-up and a periodic rescan catch files
 while the watcher was down or whose events were lost. A submit that fails (broker down)
 is retried on the next tick: the path stays in memory and, since the file stays in the
 inbox until a worker moves it, a restarted watcher finds it again. A file still in the
-inbox ``resubmit_after`` seconds after it was handed on is handed on again (ingest is
-idempotent).
+inbox ``resubmit_after`` seconds after it was handed on is handed on again, and again every
+``resubmit_after`` seconds while it stays (ingest is idempotent). That is what brings back a
+file whose task was lost (its worker killed, the embedded broker's message gone, the
+database down past the task's retries), whatever the broker's own redelivery delay.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ log = logging.getLogger(__name__)
 IGNORED_SUFFIXES = frozenset({".part", ".partial", ".tmp", ".temp", ".crdownload", ".swp", ".lock"})
 Submit = Callable[[str], None]
 MOVE_PAIRING_SECONDS = 0.05
+# a hand-on the broker refused is tried again this much later
+SUBMIT_RETRY_SECONDS = 2.0
 
 
 def is_candidate(relative: Path, masses_file: str = "masses.csv") -> bool:
@@ -99,7 +103,7 @@ class InboxWatcher:
         quiet_seconds: float = 0.2,
         polling: bool = False,
         poll_interval: float = 1.0,
-        resubmit_after: float = 300.0,
+        resubmit_after: float = 20.0,
         rescan_interval: float = 30.0,
         masses_file: str = "masses.csv",
         tick: float = 0.1,
@@ -114,7 +118,7 @@ class InboxWatcher:
         self.tick = tick
         self._pending: dict[str, _Pending] = {}
         self._handles: dict[str, _Handles] = {}
-        # name -> (fingerprint, time handed on)
+        # name -> (fingerprint handed on, when to hand it on again if it is still there)
         self._submitted: dict[str, tuple[tuple[int, int], float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -233,6 +237,7 @@ class InboxWatcher:
         next_rescan = time.monotonic() + self.rescan_interval
         while not self._stop.wait(self.tick):
             self.settle_once()
+            self.resubmit_due()
             if time.monotonic() >= next_rescan:
                 self.scan()
                 next_rescan = time.monotonic() + self.rescan_interval
@@ -262,7 +267,8 @@ class InboxWatcher:
             if not self._complete(name, entry, now):
                 continue
             handed = self._submitted.get(name)
-            if handed and handed[0] == fingerprint and now - handed[1] < self.resubmit_after:
+            if handed and handed[0] == fingerprint and now < handed[1]:
+                # handed on already: resubmit_due hands it on again if it stays
                 with self._lock:
                     self._pending.pop(name, None)
                 continue
@@ -270,12 +276,39 @@ class InboxWatcher:
                 self.submit(name)
             except Exception as error:  # broker down: keep the path, try again shortly
                 log.warning("could not hand on %s (%s); will retry", name, error)
-                entry.retry_at = now + 2.0
+                entry.retry_at = now + SUBMIT_RETRY_SECONDS
                 continue
             log.info("handed on %s", name)
             with self._lock:
-                self._submitted[name] = (fingerprint, now)
+                self._submitted[name] = (fingerprint, now + self.resubmit_after)
                 self._pending.pop(name, None)
+
+    def resubmit_due(self) -> None:
+        """Hand on again every file still in the inbox ``resubmit_after`` seconds after it
+        was last handed on, unchanged (a changed file goes through the settle rule again)."""
+        now = time.monotonic()
+        with self._lock:
+            due = [(name, handed[0]) for name, handed in self._submitted.items()
+                   if handed[1] <= now and name not in self._pending]  # fmt: skip
+        for name, fingerprint in due:
+            path = self.inbox / name
+            current = _fingerprint(path)
+            if current != fingerprint:  # recorded and moved away, or written to since
+                with self._lock:
+                    self._submitted.pop(name, None)
+                if current is not None:
+                    self.note(path)
+                continue
+            try:
+                self.submit(name)
+            except Exception as error:  # broker down: try again shortly
+                log.warning("could not hand on %s again (%s); will retry", name, error)
+                next_at = now + SUBMIT_RETRY_SECONDS
+            else:
+                log.info("handed on %s again: still in the inbox", name)
+                next_at = now + self.resubmit_after
+            with self._lock:
+                self._submitted[name] = (fingerprint, next_at)
 
     def _complete(self, name: str, entry: _Pending, now: float) -> bool:
         empty = entry.fingerprint[0] == 0

@@ -1,15 +1,21 @@
-"""The compose file's set of processes, without containers, on this machine's Redis and
-PostgreSQL: watcher, ingest worker, learning worker, status page and Flower, each its own
-process started by its own `labloop` command."""
+"""The deployment: the compose file's set of processes, without containers, on this
+machine's Redis and PostgreSQL (watcher, ingest worker, learning worker, status page and
+Flower, each its own process started by its own `labloop` command), and the image's
+Dockerfile, read and its build stage replayed (no docker engine on CI machines)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
@@ -20,8 +26,7 @@ from tests.conftest import POSTGRES_URL, add_batch, postgres_url
 from tests.stack import Stack, free_port, sheet
 from tests.synthetic import write_history
 
-pytestmark = [pytest.mark.redis, pytest.mark.postgres]
-
+REPO = Path(__file__).resolve().parents[1]
 BROKER = "redis://127.0.0.1:6379/13"
 SMALL = {
     "LABLOOP_SETTLE_SECONDS": "0.2",
@@ -52,6 +57,8 @@ def database_schema():
         admin.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
+@pytest.mark.redis
+@pytest.mark.postgres
 def test_the_compose_processes_run_the_loop_on_redis_and_postgres(tmp_path, database_schema):
     redis.Redis.from_url(BROKER).flushdb()
     home = tmp_path / "home"
@@ -113,3 +120,55 @@ def test_the_compose_processes_run_the_loop_on_redis_and_postgres(tmp_path, data
             running.stop()
         engine.dispose()
     assert len(list((home / "archive").iterdir())) == 13  # ten of batch 1, three of batch 2
+
+
+def dockerfile_stages() -> list[dict[str, object]]:
+    """The Dockerfile's stages in order: {"name", "instructions": [(KEYWORD, argument)]}
+    (continued lines joined, comments left out)."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    stages: list[dict[str, object]] = []
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        keyword, _, argument = line.strip().partition(" ")
+        if keyword.upper() == "FROM":
+            words = argument.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            stages.append({"name": name, "instructions": []})
+        stages[-1]["instructions"].append((keyword.upper(), argument.strip()))
+    return stages
+
+
+def test_the_image_installs_the_wheel_its_build_stage_makes(tmp_path):
+    *builders, final = dockerfile_stages()
+    [build] = [stage for stage in builders if stage["name"]]
+    final_steps = final["instructions"]
+    # the final stage takes the wheels from the build stage and installs a .whl of them,
+    # with no source tree copied in and nothing installed from a folder
+    [(_, copied)] = [(k, a) for k, a in final_steps if k == "COPY"]
+    source, wheels = copied.split()[1:]
+    assert copied.split()[0] == f"--from={build['name']}"
+    installs = [a for k, a in final_steps if k == "RUN" and "pip install" in a]
+    assert len(installs) == 1
+    [wheel_glob] = [w for w in shlex.split(installs[0]) if w.endswith(".whl")]
+    assert wheel_glob.startswith(wheels.rstrip("/") + "/")
+    assert not any(k == "COPY" and "--from" not in a for k, a in final_steps)
+
+    # replay the build stage: its COPYs into a context, its pip command there
+    context = tmp_path / "src"
+    context.mkdir()
+    for keyword, argument in build["instructions"]:
+        if keyword == "COPY":
+            *sources, target = argument.split()
+            for name in sources:
+                into = context / target if target not in ("./", ".") else context / name
+                copy = shutil.copytree if (REPO / name).is_dir() else shutil.copyfile
+                copy(REPO / name, into)
+    [command] = [a for k, a in build["instructions"] if k == "RUN"]
+    words = shlex.split(command.replace(source, str(tmp_path / "wheels")))
+    assert words[:2] == ["pip", "wheel"] and words[-1] == "."
+    done = subprocess.run([sys.executable, "-m", *words], cwd=context, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = list((tmp_path / "wheels").glob(Path(wheel_glob).name))
+    assert [wheel.name.split("-")[0] for wheel in built] == ["labloop"]

@@ -36,7 +36,7 @@ from benchmarks.mixed_drops import (
     prepare_home,
     settled,
 )
-from tests.stack import Stack, free_port, home_with_batches, sheet
+from tests.stack import Stack, free_port, home_with_batches, sheet, start_redis
 from tests.synthetic import write_history
 
 pytestmark = pytest.mark.redis
@@ -207,22 +207,6 @@ def test_killed_workers_lose_no_file_and_retrain_once(tmp_path):
     finally:
         for process in (watcher, ingest, learning):
             process.stop()
-
-
-def start_redis(port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            return process
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError("private redis did not start")
 
 
 @pytest.mark.parametrize(

@@ -219,6 +219,30 @@ def test_file_left_in_inbox_is_handed_on_again_after_the_resubmit_delay(tmp_path
     assert set(recorder.names()) == {"B005-S01.csv"}
 
 
+def test_a_file_left_in_the_inbox_is_handed_on_again_without_waiting_for_a_rescan(tmp_path):
+    recorder = Recorder(tmp_path)
+    watcher = InboxWatcher(
+        tmp_path, recorder, settle_seconds=0.1, resubmit_after=0.5, rescan_interval=3600
+    )
+    with watcher:
+        (tmp_path / "B005-S02.csv").write_text("data")
+        assert wait_for(lambda: len(recorder.calls) >= 3, timeout=5)
+    # every resubmit_after while it stays, counted from the last hand-on
+    gaps = [b - a for a, b in zip(recorder.handed_at, recorder.handed_at[1:], strict=False)]
+    assert all(0.45 <= gap < 1.0 for gap in gaps), gaps
+    assert set(recorder.names()) == {"B005-S02.csv"}
+
+
+def test_a_file_gone_from_the_inbox_is_not_handed_on_again(tmp_path):
+    recorder = Recorder(tmp_path)
+    with InboxWatcher(tmp_path, recorder, settle_seconds=0.1, resubmit_after=0.3):
+        (tmp_path / "B005-S03.csv").write_text("data")
+        assert wait_for(lambda: recorder.calls)
+        (tmp_path / "B005-S03.csv").unlink()  # a worker recorded and moved it
+        time.sleep(1.2)
+    assert recorder.names() == ["B005-S03.csv"]
+
+
 def test_symlink_is_handed_on_as_itself(tmp_path):
     outside = tmp_path / "outside.csv"
     outside.write_text("secret")

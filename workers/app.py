@@ -36,7 +36,8 @@ def make_app(settings: Settings) -> Celery:
     transport_options = (
         _embedded_transport_options(settings)
         if settings.embedded_broker
-        # an unacknowledged task (its worker died) is delivered again after this long
+        # an unacknowledged task (its worker died) is delivered again after this long:
+        # longer than any task runs, or a running retrain would start twice (agent.config)
         else {"visibility_timeout": settings.broker_visibility_timeout_seconds}
     )
     app.conf.update(

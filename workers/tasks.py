@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, RedisConnectionError, TimeoutError)
 RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": True, "retry_backoff_max": 60,
          "max_retries": 10}  # fmt: skip
+# An ingest rides out a blip itself (at most 1 + 2 + 4 + 8 s of waits, within the watcher's
+# default resubmit_after_seconds); a longer outage is left to the watcher, which hands a
+# file still in the inbox on again every resubmit_after_seconds however long it lasts. A
+# longer chain here would only pile up one waiting retry per hand-on and file.
+INGEST_RETRY = {**RETRY, "retry_backoff_max": 8, "max_retries": 4}
 
 
 @lru_cache(maxsize=1)
@@ -48,13 +53,13 @@ def _ingestor() -> Ingestor:
     return Ingestor(_settings(), _engine())
 
 
-@app.task(name="labloop.ingest_file", bind=True, **RETRY)
+@app.task(name="labloop.ingest_file", bind=True, **INGEST_RETRY)
 def ingest_file(self: Task, name: str) -> dict[str, object]:
     """Record one inbox file (``name`` relative to the inbox)."""
     report = _ingestor().ingest(name)
     if report.status == "in-progress":
-        # another worker holds the file; if that worker died, its lease runs out and
-        # this retry takes the file over instead of leaving it to the watcher's resubmit
+        # another worker holds the file; if that worker died, its lease runs out (a live
+        # one renews it) and a retry takes the file over before the watcher's next resubmit
         raise self.retry(countdown=_settings().ingest_lease_seconds / 4, max_retries=20)
     if report.status == "unfinished":
         # it looks cut off and is new: judged once its writer has had the grace period
