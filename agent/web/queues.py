@@ -24,15 +24,9 @@ from kombu.transport.redis import PRIORITY_STEPS, Channel
 from kombu.utils.url import maybe_sanitize_url
 
 from agent.stack import ALL_QUEUES
+from agent.task_names import TASK_WORDS
 
 log = logging.getLogger(__name__)
-
-# what a task does, in the words of the people waiting for it
-TASK_WORDS = {
-    "labloop.ingest_file": "reading a file",
-    "labloop.retrain": "retraining the model",
-    "labloop.propose_batch": "writing the next recipe file",
-}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,147 @@
+"""Heartbeats: each service writes a row every few seconds; a row that stops moving means
+a service that stopped (or hangs), whatever the broker can or cannot tell.
+
+The beat comes from a thread of its own, so a worker busy for minutes with a retrain (which
+cannot answer Celery's pings meanwhile) still beats, and says what it is busy with.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import Session, select
+
+from agent.db import Heartbeat, as_utc, get_engine, utcnow
+
+log = logging.getLogger(__name__)
+
+WATCHER = "watcher"
+# a service is stale once this many beats are missing
+MISSED_BEATS = 3
+
+
+def beat(engine: Engine, service: str, host: str, busy_with: str | None) -> None:
+    """Write the beat of ``service`` on ``host`` (one row per service and host)."""
+    values = {"pid": os.getpid(), "beat_at": utcnow(), "busy_with": busy_with}
+    where = (Heartbeat.service == service, Heartbeat.host == host)
+    with Session(engine) as session:
+        if session.exec(update(Heartbeat).where(*where).values(**values)).rowcount:
+            session.commit()
+            return
+        session.add(Heartbeat(service=service, host=host, **values))
+        try:
+            session.commit()
+        except IntegrityError:  # the same service on the same host started twice at once
+            session.rollback()
+            session.exec(update(Heartbeat).where(*where).values(**values))
+            session.commit()
+
+
+class Beater:
+    """A daemon thread beating every ``every`` seconds, and at once when the work changes.
+
+    It connects in its own thread: a database down at start delays the beats, not the service.
+    """
+
+    def __init__(self, database_url: str, service: str, every: float, host: str | None = None):
+        self.database_url = database_url
+        self.service = service
+        self.host = host or socket.gethostname()
+        self.every = every
+        self._doing: dict[str, str] = {}  # task id -> what it does
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{service}", daemon=True)
+
+    def start(self) -> Beater:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    def busy(self, key: str, doing: str) -> None:
+        with self._lock:
+            self._doing[key] = doing
+        self._wake.set()
+
+    def done(self, key: str) -> None:
+        with self._lock:
+            self._doing.pop(key, None)
+        self._wake.set()
+
+    def busy_with(self) -> str | None:
+        with self._lock:
+            return "; ".join(self._doing.values()) or None
+
+    def _run(self) -> None:
+        while not self._stopping:
+            try:
+                beat(get_engine(self.database_url), self.service, self.host, self.busy_with())
+            except SQLAlchemyError as error:  # the database is down: beat again next time
+                log.warning("heartbeat of %s not written: %s", self.service, error)
+            self._wake.wait(self.every)
+            self._wake.clear()
+
+
+@dataclass(frozen=True)
+class ServiceBeat:
+    service: str
+    host: str
+    pid: int
+    beat_at: datetime
+    busy_with: str | None
+    age_seconds: float
+    fresh: bool
+
+    @property
+    def label(self) -> str:
+        """'watcher', 'learning worker'."""
+        return self.service if self.service == WATCHER else f"{self.service} worker"
+
+    @property
+    def worker_name(self) -> str:
+        """The Celery name of a worker's process ("learning@host")."""
+        return f"{self.service}@{self.host}"
+
+    def describe(self) -> str:
+        """'learning worker: busy retraining batch 3, beat 6 s ago'."""
+        state = f"busy {self.busy_with}, " if self.busy_with else ""
+        stale = "" if self.fresh else " (stale: not running?)"
+        return f"{self.label}: {state}beat {age_words(self.age_seconds)} ago{stale}"
+
+
+def age_words(seconds: float) -> str:
+    """'4 s', '3 min', '2 h', '5 d'."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{max(0, int(seconds))} s"
+
+
+def service_beats(engine: Engine, every: float, now: datetime | None = None) -> list[ServiceBeat]:
+    """Every service's last beat, by service then host; fresh if under MISSED_BEATS old."""
+    now = now or datetime.now(UTC)
+    with Session(engine) as session:
+        rows = session.exec(select(Heartbeat).order_by(Heartbeat.service, Heartbeat.host)).all()
+    beats = []
+    for row in rows:
+        age = (now - as_utc(row.beat_at)).total_seconds()
+        fresh = age <= MISSED_BEATS * every
+        beats.append(
+            ServiceBeat(
+                row.service, row.host, row.pid, as_utc(row.beat_at), row.busy_with, age, fresh
+            )
+        )
+    return beats
