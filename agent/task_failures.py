@@ -40,6 +40,11 @@ class FailureFacts:
         return f"{self.what} failed: {self.error_type}: {self.message}"
 
     @property
+    def step(self) -> str:
+        """What failed, as a batch's step: 'retrain', 'proposing the next batch'."""
+        return {"retrain": "retrain", "propose": "proposing the next batch"}.get(self.task, "")
+
+    @property
     def what(self) -> str:
         if self.task == "ingest":
             return f"reading {self.subject}"
@@ -89,6 +94,15 @@ def open_failures(engine: Engine) -> list[FailureFacts]:
         for row in rows:
             latest.setdefault((row.task, row.subject), row)
         return [_facts(row) for row in latest.values() if not _resolved(session, row)]
+
+
+def by_batch(failures: list[FailureFacts]) -> dict[int, FailureFacts]:
+    """The newest open failure of each batch a retrain or proposal failure holds up."""
+    held: dict[int, FailureFacts] = {}
+    for failure in failures:  # newest first
+        if failure.batch_number is not None and failure.task != "ingest":
+            held.setdefault(failure.batch_number, failure)
+    return held
 
 
 def _resolved(session: Session, row: TaskFailure) -> bool:

@@ -34,9 +34,11 @@ from agent.campaign import batch_by_number, campaign_space, record_progress
 from agent.config import Settings
 from agent.db import as_utc, make_engine
 from agent.figures import FIGURE_NAMES, FORMATS, batch_figures, figure_bytes
+from agent.heartbeat import service_beats
 from agent.planning import recipe_is_ours
 from agent.recipes import COLUMN_MEANINGS
 from agent.report import model_parity_png
+from agent.task_failures import by_batch, open_failures
 from agent.web import facts
 from agent.web.facts import BatchFacts
 from agent.web.queues import WorkerProbe, queue_counter
@@ -67,6 +69,8 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
         return {
             "queues": queues.count(),
             "workers": workers.facts(),
+            "services": service_beats(engine, settings.heartbeat_seconds),
+            "task_failures": open_failures(engine),
             "last_errors": facts.last_errors(engine),
         }
 
@@ -79,6 +83,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     @app.get("/")
     def page() -> str:
         all_batches = batches()
+        queue = queue_facts()
         return render_template(
             "index.html",
             now=datetime.now(UTC),
@@ -89,7 +94,10 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
             models=facts.model_facts(engine),
             writes_enabled=settings.web_token is not None,
             column_meanings=COLUMN_MEANINGS,
-            **queue_facts(),
+            header_notes=facts.header_notes(all_batches, queue["task_failures"], queue["services"]),
+            held_up=by_batch(queue["task_failures"]),
+            busy_workers={s.worker_name: s.busy_with for s in queue["services"] if s.fresh},
+            **queue,
         )
 
     @app.get("/api/batches")

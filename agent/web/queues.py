@@ -7,6 +7,7 @@ background thread and its answer is kept for a few seconds, so a page never wait
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ from celery import Celery
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 from kombu.utils.url import maybe_sanitize_url
 
+from agent.db import as_utc
 from agent.stack import ALL_QUEUES
 from agent.task_names import TASK_WORDS
 
@@ -32,7 +34,11 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class QueueLength:
     name: str
-    tasks: int | None  # None: the broker did not answer
+    tasks: int | None  # waiting for a worker; None: the broker did not answer
+    # taken by a worker and not yet acknowledged: running, or about to
+    running: int | None = None  # None: this broker cannot tell
+    # taken by a worker that holds them until their retry time (ETA)
+    retrying: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,14 +99,36 @@ class RedisQueues:
                 for lists in names.values():
                     for name in lists:
                         pipe.llen(name)
-                lengths = iter(pipe.execute())
+                pipe.hvals(Channel.unacked_key)
+                *counts, unacked = pipe.execute()
         except redis.RedisError as error:
             log.warning("Redis did not answer: %s", error)
             return QueueFacts(self.broker, [QueueLength(q, None) for q in ALL_QUEUES], str(error))
+        lengths = iter(counts)
+        taken = _taken_by_workers(unacked, datetime.now(UTC))
         return QueueFacts(
             self.broker,
-            [QueueLength(q, sum(next(lengths) for _ in lists)) for q, lists in names.items()],
+            [
+                QueueLength(q, sum(next(lengths) for _ in lists), *taken.get(q, (0, 0)))
+                for q, lists in names.items()
+            ],
         )
+
+
+def _taken_by_workers(unacked: list[bytes], now: datetime) -> dict[str, tuple[int, int]]:
+    """{queue: (running, retrying)} from kombu's ``unacked`` hash, where a message a worker
+    took stays until it is acknowledged; one whose ETA is still ahead waits for its retry."""
+    running: Counter[str] = Counter()
+    retrying: Counter[str] = Counter()
+    for raw in unacked:
+        try:
+            message, _exchange, queue = json.loads(raw)
+            eta = message.get("headers", {}).get("eta")
+        except (ValueError, TypeError, AttributeError):  # not a kombu message: not ours
+            continue
+        later = eta is not None and as_utc(datetime.fromisoformat(eta)) > now
+        (retrying if later else running)[queue] += 1
+    return {queue: (running[queue], retrying[queue]) for queue in running | retrying}
 
 
 class FolderQueues:
