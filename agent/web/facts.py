@@ -361,12 +361,12 @@ def header_notes(
     doing = {part for s in services if s.fresh and s.busy_with for part in s.busy_with.split("; ")}
     notes = []
     for batch in reversed(batches):
-        if batch.number in held:
+        if f"retraining batch {batch.number}" in doing:  # a rerun after a failure, too
+            notes.append(f"model retraining batch {batch.number}")
+        elif batch.number in held:
             notes.append(f"Batch {batch.number}: {held[batch.number].step} failed")
         elif batch.state == "awaiting approval":
             notes.append(f"Batch {batch.number} awaits approval")
-        elif f"retraining batch {batch.number}" in doing:
-            notes.append(f"model retraining batch {batch.number}")
         elif batch.state == "complete":
             notes.append(f"Batch {batch.number} is complete; its retrain waits for a worker")
     return notes
