@@ -194,6 +194,9 @@ class Heartbeat(SQLModel, table=True):
     started_at: datetime = Field(default_factory=utcnow)
     beat_at: datetime = Field(default_factory=utcnow)
     busy_with: str | None = None  # "retraining batch 3"; None: idle
+    # tasks it holds per queue: {"ingest": {"running": 1, "retrying": 2}}; the embedded
+    # broker forgets a task once a worker took it, so only the worker can count these
+    holding: dict[str, dict[str, int]] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
 class TaskFailure(SQLModel, table=True):

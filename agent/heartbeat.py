@@ -11,7 +11,8 @@ import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import update
@@ -28,9 +29,19 @@ WATCHER = "watcher"
 MISSED_BEATS = 3
 
 
-def beat(engine: Engine, service: str, host: str, busy_with: str | None) -> None:
+Holding = dict[str, dict[str, int]]  # {queue: {"running": n, "retrying": m}}
+
+
+def beat(
+    engine: Engine, service: str, host: str, busy_with: str | None, holding: Holding | None = None
+) -> None:
     """Write the beat of ``service`` on ``host`` (one row per service and host)."""
-    values = {"pid": os.getpid(), "beat_at": utcnow(), "busy_with": busy_with}
+    values = {
+        "pid": os.getpid(),
+        "beat_at": utcnow(),
+        "busy_with": busy_with,
+        "holding": holding or {},
+    }
     where = (Heartbeat.service == service, Heartbeat.host == host)
     with Session(engine) as session:
         if session.exec(update(Heartbeat).where(*where).values(**values)).rowcount:
@@ -56,7 +67,8 @@ class Beater:
         self.service = service
         self.host = host or socket.gethostname()
         self.every = every
-        self._doing: dict[str, str] = {}  # task id -> what it does
+        self._doing: dict[str, tuple[str, str]] = {}  # task id -> (queue, what it does)
+        self._retrying: dict[str, str] = {}  # task id -> queue, held until its retry time
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
@@ -71,24 +83,46 @@ class Beater:
         self._wake.set()
         self._thread.join(timeout=5)
 
-    def busy(self, key: str, doing: str) -> None:
+    def busy(self, key: str, doing: str, queue: str = "") -> None:
         with self._lock:
-            self._doing[key] = doing
+            self._retrying.pop(key, None)
+            self._doing[key] = (queue, doing)
+        self._wake.set()
+
+    def retrying(self, key: str, queue: str) -> None:
+        with self._lock:
+            self._retrying[key] = queue
         self._wake.set()
 
     def done(self, key: str) -> None:
         with self._lock:
             self._doing.pop(key, None)
+            self._retrying.pop(key, None)
         self._wake.set()
 
     def busy_with(self) -> str | None:
         with self._lock:
-            return "; ".join(self._doing.values()) or None
+            return "; ".join(doing for _, doing in self._doing.values()) or None
+
+    def holding(self) -> Holding:
+        with self._lock:
+            running = Counter(queue for queue, _ in self._doing.values())
+            retrying = Counter(self._retrying.values())
+        return {
+            queue: {"running": running[queue], "retrying": retrying[queue]}
+            for queue in running | retrying
+        }
 
     def _run(self) -> None:
         while not self._stopping:
             try:
-                beat(get_engine(self.database_url), self.service, self.host, self.busy_with())
+                beat(
+                    get_engine(self.database_url),
+                    self.service,
+                    self.host,
+                    self.busy_with(),
+                    self.holding(),
+                )
             except SQLAlchemyError as error:  # the database is down: beat again next time
                 log.warning("heartbeat of %s not written: %s", self.service, error)
             self._wake.wait(self.every)
@@ -104,6 +138,7 @@ class ServiceBeat:
     busy_with: str | None
     age_seconds: float
     fresh: bool
+    holding: Holding = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -141,7 +176,14 @@ def service_beats(engine: Engine, every: float, now: datetime | None = None) -> 
         fresh = age <= MISSED_BEATS * every
         beats.append(
             ServiceBeat(
-                row.service, row.host, row.pid, as_utc(row.beat_at), row.busy_with, age, fresh
+                row.service,
+                row.host,
+                row.pid,
+                as_utc(row.beat_at),
+                row.busy_with,
+                age,
+                fresh,
+                row.holding or {},
             )
         )
     return beats

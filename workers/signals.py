@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.signals import task_failure, task_postrun, task_prerun, worker_ready, worker_shutdown
+from celery.signals import (
+    task_failure,
+    task_postrun,
+    task_prerun,
+    task_received,
+    worker_ready,
+    worker_shutdown,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.heartbeat import Beater
@@ -33,16 +40,27 @@ def _stop_beating(**_kwargs: Any) -> None:
         _beater.stop()
 
 
+@task_received.connect
+def _held_for_retry(request: Any, **_kwargs: Any) -> None:
+    """A task with a retry time (ETA) waits in this worker, unseen by the embedded broker."""
+    if _beater is not None and request.eta:
+        _beater.retrying(request.id, _queue(request.delivery_info))
+
+
 @task_prerun.connect
 def _busy(task_id: str, task: Any, args: Any = (), **_kwargs: Any) -> None:
     if _beater is not None:
-        _beater.busy(task_id, doing(task.name, args or ()))
+        _beater.busy(task_id, doing(task.name, args or ()), _queue(task.request.delivery_info))
 
 
 @task_postrun.connect
 def _idle(task_id: str, **_kwargs: Any) -> None:
     if _beater is not None:
         _beater.done(task_id)
+
+
+def _queue(delivery_info: dict[str, Any] | None) -> str:
+    return (delivery_info or {}).get("routing_key") or ""
 
 
 @task_failure.connect

@@ -41,7 +41,7 @@ from agent.report import model_parity_png
 from agent.task_failures import by_batch, open_failures
 from agent.web import facts
 from agent.web.facts import BatchFacts
-from agent.web.queues import WorkerProbe, queue_counter
+from agent.web.queues import WorkerProbe, queue_counter, with_held_tasks
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,11 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     app.jinja_env.filters.update(ago=ago, clock=clock, utc=as_utc)
 
     def queue_facts() -> dict[str, Any]:
+        services = service_beats(engine, settings.heartbeat_seconds)
         return {
-            "queues": queues.count(),
+            "queues": with_held_tasks(queues.count(), services),
             "workers": workers.facts(),
-            "services": service_beats(engine, settings.heartbeat_seconds),
+            "services": services,
             "task_failures": open_failures(engine),
             "last_errors": facts.last_errors(engine),
         }

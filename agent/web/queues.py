@@ -12,9 +12,9 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +25,7 @@ from kombu.transport.redis import PRIORITY_STEPS, Channel
 from kombu.utils.url import maybe_sanitize_url
 
 from agent.db import as_utc
+from agent.heartbeat import ServiceBeat
 from agent.stack import ALL_QUEUES
 from agent.task_names import TASK_WORDS
 
@@ -146,6 +147,23 @@ class FolderQueues:
         # the same test kombu's own _size() applies to each file name
         per_queue = Counter(name.partition(".")[2] for name in names)
         return QueueFacts(self.broker, [QueueLength(q, per_queue[f"{q}.msg"]) for q in ALL_QUEUES])
+
+
+def with_held_tasks(facts: QueueFacts, services: list[ServiceBeat]) -> QueueFacts:
+    """Running and retrying tasks as the live workers' heartbeats count them, where the
+    broker could not (the embedded broker forgets a task once a worker took it)."""
+    held: dict[str, Counter[str]] = defaultdict(Counter)
+    for service in services:
+        if service.fresh:
+            for queue, counts in service.holding.items():
+                held[queue].update(counts)
+    waiting = [
+        q
+        if q.running is not None
+        else replace(q, running=held[q.name]["running"], retrying=held[q.name]["retrying"])
+        for q in facts.waiting
+    ]
+    return replace(facts, waiting=waiting)
 
 
 def queue_counter(celery: Celery) -> QueueCounter:

@@ -177,21 +177,30 @@ def test_the_worker_probe_caches_skips_and_remembers() -> None:
     assert broken.note == "not available on the embedded broker: no broadcast"
 
 
-@pytest.mark.redis
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis), "embedded"])
+def any_home(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    if request.param == "redis":
+        return request.getfixturevalue("redis_home")
+    return home(tmp_path)
+
+
 def test_tasks_a_worker_holds_running_or_for_a_retry_count_in_the_depth(
-    redis_home: Settings, tmp_path: Path
+    any_home: Settings, tmp_path: Path
 ) -> None:
+    """On Redis, from the messages taken and not yet acknowledged; on the embedded broker,
+    which forgets a message once taken, from the workers' heartbeats."""
     from agent.campaign import campaign_space
     from agent.history import import_history
     from tests.synthetic import write_history
 
-    engine = make_engine(redis_home.database_url)
+    engine = make_engine(any_home.database_url)
     history = write_history(tmp_path / "history.csv", rows=120)
-    import_history(engine, history, campaign_space(redis_home))
+    import_history(engine, history, campaign_space(any_home))
     engine.dispose()
     # an empty file just written: the worker leaves it and tries again in 20 s (an ETA)
-    (redis_home.inbox / "B001-S01.csv").write_bytes(b"")
-    env = {**os.environ, "LABLOOP_HOME": str(redis_home.home), "LABLOOP_BROKER_URL": REDIS_URL,
+    (any_home.inbox / "B001-S01.csv").write_bytes(b"")
+    env = {**os.environ, "LABLOOP_HOME": str(any_home.home),
+           "LABLOOP_BROKER_URL": any_home.broker_url,
            "LABLOOP_CUT_SHORT_GRACE_SECONDS": "120"}  # fmt: skip
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
@@ -200,8 +209,8 @@ def test_tasks_a_worker_holds_running_or_for_a_retry_count_in_the_depth(
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    celery = make_app(redis_home)
-    client = create_app(redis_home, celery).test_client()
+    celery = make_app(any_home)
+    client = create_app(any_home, celery).test_client()
 
     def depth() -> dict[str, tuple[int, int, int]]:
         waiting = client.get("/api/queues").get_json()["queues"]["waiting"]

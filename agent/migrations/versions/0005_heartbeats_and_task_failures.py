@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("started_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("beat_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("busy_with", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("holding", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("service", "host", name="uq_heartbeat_service_host"),
     )
