@@ -213,22 +213,23 @@ def status() -> None:
     """Files ingested and quarantined, results per batch, recent failures."""
     from agent.db import get_engine
     from agent.status import build_status
+    from agent.task_failures import by_batch
 
     settings = _settings()
     facts = build_status(
         get_engine(settings.database_url), heartbeat_seconds=settings.heartbeat_seconds
     )
-    for service in facts.services:
-        style = "" if service.fresh else "[red]"
-        console.print(f"{style}{escape(service.describe())}")
-    if not facts.services:
-        console.print("services: no heartbeat yet (is `labloop run` running?)")
     files = facts.files
     console.print(
         f"files: {files.archived} archived, {files.quarantined} quarantined "
         f"({facts.quarantine.open_total} need a person), "
         f"{files.processing} in progress"
     )
+    for service in facts.services:
+        style = "" if service.fresh else "[red]"
+        console.print(f"{style}{escape(service.describe())}")
+    if not facts.services:
+        console.print("services: no heartbeat yet (is `labloop run` running?)")
     if facts.task_failures:
         gave_up = Table("when", "task", "error", title="tasks that gave up (until resolved)")
         for failure in facts.task_failures:
@@ -237,12 +238,12 @@ def status() -> None:
                 when, escape(failure.what), escape(f"{failure.error_type}: {failure.message}")
             )
         console.print(gave_up)
+    held = by_batch(facts.task_failures)
     batches = Table("batch", "state", "samples", "with result", "ok", "failed", title="batches")
     for b in facts.batches:
         label = "history/manual" if b.number is None else f"B{b.number:03d}"
-        batches.add_row(
-            label, b.state, str(b.samples), str(b.with_result), str(b.ok), str(b.failed)
-        )
+        state = f"{b.state}, {held[b.number].step} failed" if b.number in held else b.state
+        batches.add_row(label, state, str(b.samples), str(b.with_result), str(b.ok), str(b.failed))
     console.print(batches)
     if facts.failures:
         failures = Table("sample", "class", "reason", title="recent failed tests")

@@ -91,6 +91,7 @@ def test_a_failed_retrain_is_shown_until_a_rerun_trains_the_batch(
         shown = status(redis_home)
         assert "retrain of batch 1" in shown and "NotEnoughData" in shown, shown
         assert "learning worker: beat" in shown
+        assert "complete, retrain failed" in shown
         html = page.get("/").get_data(as_text=True)
         assert "Batch 1: retrain failed" in html
         assert "retrain of batch 1 failed: NotEnoughData" in html
