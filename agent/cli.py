@@ -90,7 +90,10 @@ def run(
          stack.WorkerSpec(("learning",), 1, "learning")]
     )  # fmt: skip
     try:
-        with stack.make_watcher(settings, submit_ingest), stack.heartbeat(settings, WATCHER):
+        with (
+            stack.make_watcher(settings, submit_ingest) as watcher,
+            stack.heartbeat(settings, WATCHER, alive=watcher.alive),
+        ):
             stack.wait_for_signal(every_second=workers.keep_alive)
     finally:
         console.print("labloop: stopping")
@@ -157,7 +160,10 @@ def watch() -> None:
 
     _as_service()
     settings = _settings()
-    with stack.make_watcher(settings, submit_ingest), stack.heartbeat(settings, WATCHER):
+    with (
+        stack.make_watcher(settings, submit_ingest) as watcher,
+        stack.heartbeat(settings, WATCHER, alive=watcher.alive),
+    ):
         stack.wait_for_signal()
 
 

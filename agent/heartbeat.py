@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -60,10 +61,20 @@ class Beater:
     """A daemon thread beating every ``every`` seconds, and at once when the work changes.
 
     It connects in its own thread: a database down at start delays the beats, not the service.
+    ``alive``, if given, is asked before each beat: a service whose own threads died stops
+    beating although this thread still could.
     """
 
-    def __init__(self, database_url: str, service: str, every: float, host: str | None = None):
+    def __init__(
+        self,
+        database_url: str,
+        service: str,
+        every: float,
+        host: str | None = None,
+        alive: Callable[[], bool] | None = None,
+    ):
         self.database_url = database_url
+        self.alive = alive
         self.service = service
         self.host = host or socket.gethostname()
         self.every = every
@@ -115,6 +126,9 @@ class Beater:
 
     def _run(self) -> None:
         while not self._stopping:
+            if self.alive is not None and not self.alive():
+                log.error("%s is not running any more: no heartbeat", self.service)
+                return
             try:
                 beat(
                     get_engine(self.database_url),

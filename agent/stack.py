@@ -129,9 +129,11 @@ def make_watcher(settings: Settings, submit: Submit) -> InboxWatcher:
 
 
 @contextmanager
-def heartbeat(settings: Settings, service: str) -> Iterator[Beater]:
-    """Beat for ``service`` from this process while the block runs."""
-    beater = Beater(settings.database_url, service, settings.heartbeat_seconds)
+def heartbeat(
+    settings: Settings, service: str, alive: Callable[[], bool] | None = None
+) -> Iterator[Beater]:
+    """Beat for ``service`` from this process while the block runs (and ``alive()`` holds)."""
+    beater = Beater(settings.database_url, service, settings.heartbeat_seconds, alive=alive)
     beater.start()
     try:
         yield beater

@@ -96,3 +96,25 @@ def test_a_beater_keeps_beating_while_its_process_is_busy(tmp_path):
     (line,) = service_beats(engine, every=0.2)
     assert not line.fresh and "stale" in line.describe()
     engine.dispose()
+
+
+def test_a_service_whose_own_threads_died_stops_beating(tmp_path):
+    """The watcher's beat asks whether its observer and settle loop still run."""
+    from agent.watcher import InboxWatcher
+
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    engine = make_engine(url)
+    init_db(engine)
+    watcher = InboxWatcher(tmp_path / "inbox", lambda _name: None)
+    watcher.start()
+    beater = Beater(url, "watcher", every=0.1, alive=watcher.alive).start()
+    try:
+        time.sleep(0.5)
+        assert service_beats(engine, every=0.1)[0].fresh
+        watcher.stop()  # as if its threads had died under it
+        time.sleep(0.6)
+        (line,) = service_beats(engine, every=0.1)
+        assert not line.fresh
+    finally:
+        beater.stop()
+        engine.dispose()
