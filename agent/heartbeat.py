@@ -129,6 +129,7 @@ class Beater:
             if self.alive is not None and not self.alive():
                 log.error("%s is not running any more: no heartbeat", self.service)
                 return
+            self._wake.clear()  # before the beat: a change meanwhile beats again at once
             try:
                 beat(
                     get_engine(self.database_url),
@@ -140,7 +141,6 @@ class Beater:
             except SQLAlchemyError as error:  # the database is down: beat again next time
                 log.warning("heartbeat of %s not written: %s", self.service, error)
             self._wake.wait(self.every)
-            self._wake.clear()
 
 
 @dataclass(frozen=True)
