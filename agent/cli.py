@@ -79,6 +79,7 @@ def run(
 ) -> None:
     """Run the loop on this machine: the inbox watcher and the workers. Ctrl-C stops."""
     from agent import stack
+    from agent.heartbeat import WATCHER
     from workers.tasks import submit_ingest
 
     _as_service()
@@ -89,7 +90,10 @@ def run(
          stack.WorkerSpec(("learning",), 1, "learning")]
     )  # fmt: skip
     try:
-        with stack.make_watcher(settings, submit_ingest):
+        with (
+            stack.make_watcher(settings, submit_ingest) as watcher,
+            stack.heartbeat(settings, WATCHER, alive=watcher.alive),
+        ):
             stack.wait_for_signal(every_second=workers.keep_alive)
     finally:
         console.print("labloop: stopping")
@@ -153,11 +157,15 @@ def flower(
 def watch() -> None:
     """Run only the inbox watcher, handing files to the configured broker."""
     from agent import stack
+    from agent.heartbeat import WATCHER
     from workers.tasks import submit_ingest
 
     _as_service()
     settings = _settings()
-    with stack.make_watcher(settings, submit_ingest):
+    with (
+        stack.make_watcher(settings, submit_ingest) as watcher,
+        stack.heartbeat(settings, WATCHER, alive=watcher.alive),
+    ):
         stack.wait_for_signal()
 
 
@@ -213,21 +221,37 @@ def status() -> None:
     """Files ingested and quarantined, results per batch, recent failures."""
     from agent.db import get_engine
     from agent.status import build_status
+    from agent.task_failures import by_batch
 
     settings = _settings()
-    facts = build_status(get_engine(settings.database_url))
+    facts = build_status(
+        get_engine(settings.database_url), heartbeat_seconds=settings.heartbeat_seconds
+    )
     files = facts.files
     console.print(
         f"files: {files.archived} archived, {files.quarantined} quarantined "
         f"({facts.quarantine.open_total} need a person), "
         f"{files.processing} in progress"
     )
+    for service in facts.services:
+        style = "" if service.fresh else "[red]"
+        console.print(f"{style}{escape(service.describe())}")
+    if not facts.services:
+        console.print("services: no heartbeat yet (is `labloop run` running?)")
+    if facts.task_failures:
+        gave_up = Table("when", "task", "error", title="tasks that gave up (until resolved)")
+        for failure in facts.task_failures:
+            when = failure.failed_at.astimezone().strftime("%d %b %H:%M:%S")
+            gave_up.add_row(
+                when, escape(failure.what), escape(f"{failure.error_type}: {failure.message}")
+            )
+        console.print(gave_up)
+    held = by_batch(facts.task_failures)
     batches = Table("batch", "state", "samples", "with result", "ok", "failed", title="batches")
     for b in facts.batches:
         label = "history/manual" if b.number is None else f"B{b.number:03d}"
-        batches.add_row(
-            label, b.state, str(b.samples), str(b.with_result), str(b.ok), str(b.failed)
-        )
+        state = f"{b.state}, {held[b.number].step} failed" if b.number in held else b.state
+        batches.add_row(label, state, str(b.samples), str(b.with_result), str(b.ok), str(b.failed))
     console.print(batches)
     if facts.failures:
         failures = Table("sample", "class", "reason", title="recent failed tests")
@@ -244,6 +268,33 @@ def status() -> None:
             f"{facts.quarantine.resolved_total} quarantined file(s) resolved since "
             "(a corrected file or a later result): see the status page"
         )
+
+
+@app.command()
+def health(
+    service: Annotated[
+        str,
+        typer.Argument(help="watcher, or a worker's queues: ingest, learning", metavar="SERVICE"),
+    ],
+) -> None:
+    """Exit 0 when SERVICE's last heartbeat is fresh, 1 otherwise (for health checks)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from agent.db import get_engine
+    from agent.heartbeat import service_beats
+
+    settings = _settings()
+    try:
+        beats = service_beats(get_engine(settings.database_url), settings.heartbeat_seconds)
+    except SQLAlchemyError as error:
+        errors.print(f"{service}: the database is not answering ({error})")
+        raise typer.Exit(1) from error
+    beats = [b for b in beats if b.service == service]
+    for beat in beats:
+        console.print(escape(beat.describe()))
+    if not beats:
+        errors.print(f"{service}: no heartbeat recorded")
+    raise typer.Exit(0 if any(b.fresh for b in beats) else 1)
 
 
 @app.command("import-history")

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # and a learning worker re-queues unfinished batches when it starts.
     broker_visibility_timeout_seconds: float = Field(default=3600.0, gt=0)
 
+    # every service (watcher, workers) writes a heartbeat this often; three missed beats
+    # and the page, `labloop status` and `labloop health` call it stale
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+
     # watcher: where no close-write is seen (polling, files found by a scan, empty files) a
     # file is complete once its size and mtime have not changed for this long; a network
     # copy pauses for seconds between chunks (on inotify, closed files go in 0.2 s)

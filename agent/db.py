@@ -180,6 +180,40 @@ class ModelRun(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class Heartbeat(SQLModel, table=True):
+    """The latest sign of life of one service on one host, written every few seconds by a
+    thread of its own, so a process busy with a long retrain keeps beating."""
+
+    __table_args__ = (UniqueConstraint("service", "host", name="uq_heartbeat_service_host"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # "watcher", or a worker's queues as in its Celery name ("learning", "ingest")
+    service: str = Field(index=True)
+    host: str
+    pid: int
+    started_at: datetime = Field(default_factory=utcnow)
+    beat_at: datetime = Field(default_factory=utcnow)
+    busy_with: str | None = None  # "retraining batch 3"; None: idle
+    # tasks it holds per queue: {"ingest": {"running": 1, "retrying": 2}}; the embedded
+    # broker forgets a task once a worker took it, so only the worker can count these
+    holding: dict[str, dict[str, int]] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class TaskFailure(SQLModel, table=True):
+    """A task that gave up (its retries spent, or an error no retry mends). It is shown until
+    what it was for is done: the file recorded, the batch trained, the model's batch proposed."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    task: str = Field(index=True)  # ingest | retrain | propose
+    # the file name (ingest), the batch number (retrain; "" for a retrain by hand) or the
+    # model version (propose), as text
+    subject: str
+    batch_number: int | None = None  # the batch it holds up, when there is one
+    error_type: str
+    message: str
+    failed_at: datetime = Field(default_factory=utcnow)
+
+
 _engines: dict[tuple[int, str], Engine] = {}
 
 

@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import Settings
+from agent.heartbeat import Beater
 from agent.watcher import InboxWatcher, Submit
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,19 @@ def make_watcher(settings: Settings, submit: Submit) -> InboxWatcher:
         resubmit_after=settings.resubmit_after_seconds,
         masses_file=settings.masses_file,
     )
+
+
+@contextmanager
+def heartbeat(
+    settings: Settings, service: str, alive: Callable[[], bool] | None = None
+) -> Iterator[Beater]:
+    """Beat for ``service`` from this process while the block runs (and ``alive()`` holds)."""
+    beater = Beater(settings.database_url, service, settings.heartbeat_seconds, alive=alive)
+    beater.start()
+    try:
+        yield beater
+    finally:
+        beater.stop()
 
 
 def wait_for_signal(

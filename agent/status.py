@@ -12,8 +12,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from agent.campaign import TEST_RAN
+from agent.config import Settings
 from agent.db import Batch, Experiment, FileStatus, IngestedFile, Result, as_utc
+from agent.heartbeat import ServiceBeat, service_beats
 from agent.sample_ids import find_sample_id
+from agent.task_failures import FailureFacts, open_failures
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class Status:
     quarantine: Quarantine
     batches: list[BatchProgress]
     failures: list[FailureLine]
+    services: list[ServiceBeat]
+    task_failures: list[FailureFacts]  # tasks that gave up, until resolved
 
 
 def file_counts(session: Session) -> FileCounts:
@@ -212,11 +217,17 @@ def recent_failures(session: Session, limit: int) -> list[FailureLine]:
     return [FailureLine(*row) for row in rows]
 
 
-def build_status(engine: Engine, limit: int = 20) -> Status:
+def build_status(
+    engine: Engine,
+    limit: int = 20,
+    heartbeat_seconds: float = Settings.model_fields["heartbeat_seconds"].default,
+) -> Status:
     with Session(engine) as session:
         return Status(
             files=file_counts(session),
             quarantine=quarantine(session, limit),
             batches=batch_progress(session),
             failures=recent_failures(session, limit),
+            services=service_beats(engine, heartbeat_seconds),
+            task_failures=open_failures(engine),
         )

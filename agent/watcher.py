@@ -148,6 +148,10 @@ class InboxWatcher:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def alive(self) -> bool:
+        """Whether both its threads run: the OS events' observer and the settle loop."""
+        return self._thread is not None and self._thread.is_alive() and self._observer.is_alive()
+
     def __enter__(self) -> InboxWatcher:
         self.start()
         return self

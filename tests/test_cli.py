@@ -160,7 +160,7 @@ def test_any_file_name_is_listed_by_status_escaped(tmp_path):
 
 COMMANDS = [[], ["run"], ["worker"], ["web"], ["ingest"], ["status"], ["import-history"],
             ["retrain"], ["propose"], ["batch", "list"], ["batch", "close"], ["batch", "edit"],
-            ["demo"], ["lab", "history"]]  # fmt: skip
+            ["demo"], ["lab", "history"], ["health"]]  # fmt: skip
 
 
 def test_help_reads_like_a_unix_tool(tmp_path):

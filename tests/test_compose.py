@@ -66,3 +66,19 @@ def test_the_image_runs_as_the_lab_staffs_user():
     assert "USER labloop" in dockerfile and "ARG LABLOOP_UID" in dockerfile
     build = services()["worker-ingest"]["build"]
     assert set(build["args"]) == {"LABLOOP_UID", "LABLOOP_GID"}
+
+
+@pytest.mark.parametrize(
+    ("name", "service"),
+    [("watcher", "watcher"), ("worker-ingest", "ingest"), ("worker-learning", "learning")],
+)
+def test_the_loop_services_are_healthy_only_while_they_beat(name, service):
+    """Each checks its own heartbeat with `labloop health`, the name its command beats as."""
+    check = services()[name]["healthcheck"]
+    assert check["test"] == ["CMD", "labloop", "health", service]
+    command = services()[name]["command"]
+    beats_as = "watcher" if command == ["watch"] else command[command.index("--queue") + 1]
+    assert beats_as == service
+    # three missed beats of 10 s make a heartbeat stale: checks more often than that
+    assert int(check["interval"].rstrip("s")) * check["retries"] <= 60
+    assert CliRunner().invoke(app, ["health", "--help"]).exit_code == 0

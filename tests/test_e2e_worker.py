@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from sqlmodel import Session, select
 
-from agent.db import IngestedFile, Result
+from agent.db import Heartbeat, IngestedFile, Result
 from tests.stack import REDIS_URL, Stack, home_with_batches, sheet
 
 
@@ -65,6 +66,14 @@ def test_files_in_the_inbox_are_recorded_through_real_workers(stack, tmp_path):
     quarantined = sorted(p.name for p in (stack.home / "quarantine").iterdir())
     assert any(name.endswith("garbage.csv.error.txt") for name in quarantined)
     assert len(list((stack.home / "archive").iterdir())) == 10
+
+    # the watcher and both workers beat, each under its own name (a worker slow to start
+    # on a loaded machine beats a moment later)
+    def beating() -> list[str]:
+        with Session(stack.database()) as session:
+            return sorted(session.exec(select(Heartbeat.service)).all())
+
+    assert stack.wait_for(lambda: beating() == ["ingest", "learning", "watcher"], 60), beating()
 
 
 def test_real_cycler_files_are_recorded_and_shown_by_status(tmp_path):

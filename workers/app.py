@@ -32,7 +32,7 @@ def _embedded_transport_options(settings: Settings) -> dict[str, object]:
 
 
 def make_app(settings: Settings) -> Celery:
-    app = Celery("labloop", include=["workers.tasks"])
+    app = Celery("labloop", include=["workers.tasks", "workers.signals"])
     transport_options = (
         _embedded_transport_options(settings)
         if settings.embedded_broker

@@ -31,15 +31,17 @@ from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
 from agent.db import as_utc, make_engine
 from agent.figures import FIGURE_NAMES, FORMATS, batch_figures, figure_bytes
+from agent.heartbeat import service_beats
 from agent.planning import recipe_is_ours
 from agent.recipes import COLUMN_MEANINGS
 from agent.report import model_parity_png
+from agent.task_failures import by_batch, open_failures
 from agent.web import facts
 from agent.web.drafts import gate_facts
 from agent.web.facts import BatchFacts
 from agent.web.gate import gate_routes
 from agent.web.guard import GuessLimiter, plain_text, protect_reading
-from agent.web.queues import WorkerProbe, queue_counter
+from agent.web.queues import WorkerProbe, queue_counter, with_held_tasks
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +80,12 @@ def create_app(
     app.register_blueprint(gate_routes(settings, engine, celery, guesses))
 
     def queue_facts() -> dict[str, Any]:
+        services = service_beats(engine, settings.heartbeat_seconds)
         return {
-            "queues": queues.count(),
+            "queues": with_held_tasks(queues.count(), services),
             "workers": workers.facts(),
+            "services": services,
+            "task_failures": open_failures(engine),
             "last_errors": facts.last_errors(engine),
         }
 
@@ -93,6 +98,7 @@ def create_app(
     @app.get("/")
     def page() -> str:
         all_batches = batches()
+        queue = queue_facts()
         return render_template(
             "index.html",
             now=datetime.now(UTC),
@@ -103,7 +109,10 @@ def create_app(
             models=facts.model_facts(engine),
             writes_enabled=settings.web_token is not None,
             column_meanings=COLUMN_MEANINGS,
-            **queue_facts(),
+            header_notes=facts.header_notes(all_batches, queue["task_failures"], queue["services"]),
+            held_up=by_batch(queue["task_failures"]),
+            busy_workers={s.worker_name: s.busy_with for s in queue["services"] if s.fresh},
+            **queue,
         )
 
     @app.get("/api/batches")

@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from agent.campaign import missing_samples
 from agent.db import Batch, Experiment, IngestedFile, ModelRun, Result
 from agent.files import readable_name
+from agent.heartbeat import ServiceBeat
 from agent.recipes import interval_95, recipe_path
 from agent.report import BatchSummary, batch_summaries
 from agent.status import (
@@ -32,6 +33,7 @@ from agent.status import (
     quarantine,
     recent_failures,
 )
+from agent.task_failures import FailureFacts, by_batch
 from agent.watcher import is_candidate
 
 # the only names the recipe route serves: what agent.recipes.recipe_path writes
@@ -348,3 +350,23 @@ def last_errors(engine: Engine, limit: int = 10) -> list[ErrorLine]:
     ]
     lines.sort(key=lambda line: (line.at is not None, line.at), reverse=True)
     return lines[:limit]
+
+
+def header_notes(
+    batches: list[BatchFacts], failures: list[FailureFacts], services: list[ServiceBeat]
+) -> list[str]:
+    """The batches that need someone, newest first: 'Batch 4 awaits approval', 'Batch 3:
+    retrain failed', 'model retraining batch 3' (only while a live worker says so)."""
+    held = by_batch(failures)
+    doing = {part for s in services if s.fresh and s.busy_with for part in s.busy_with.split("; ")}
+    notes = []
+    for batch in reversed(batches):
+        if f"retraining batch {batch.number}" in doing:  # a rerun after a failure, too
+            notes.append(f"model retraining batch {batch.number}")
+        elif batch.number in held:
+            notes.append(f"Batch {batch.number}: {held[batch.number].step} failed")
+        elif batch.state == "awaiting approval":
+            notes.append(f"Batch {batch.number} awaits approval")
+        elif batch.state == "complete":
+            notes.append(f"Batch {batch.number} is complete; its retrain waits for a worker")
+    return notes

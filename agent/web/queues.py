@@ -7,13 +7,14 @@ background thread and its answer is kept for a few seconds, so a page never wait
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,22 +24,22 @@ from celery import Celery
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 from kombu.utils.url import maybe_sanitize_url
 
+from agent.db import as_utc
+from agent.heartbeat import ServiceBeat
 from agent.stack import ALL_QUEUES
+from agent.task_names import TASK_WORDS
 
 log = logging.getLogger(__name__)
-
-# what a task does, in the words of the people waiting for it
-TASK_WORDS = {
-    "labloop.ingest_file": "reading a file",
-    "labloop.retrain": "retraining the model",
-    "labloop.propose_batch": "writing the next recipe file",
-}
 
 
 @dataclass(frozen=True)
 class QueueLength:
     name: str
-    tasks: int | None  # None: the broker did not answer
+    tasks: int | None  # waiting for a worker; None: the broker did not answer
+    # taken by a worker and not yet acknowledged: running, or about to
+    running: int | None = None  # None: this broker cannot tell
+    # taken by a worker that holds them until their retry time (ETA)
+    retrying: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,36 @@ class RedisQueues:
                 for lists in names.values():
                     for name in lists:
                         pipe.llen(name)
-                lengths = iter(pipe.execute())
+                pipe.hvals(Channel.unacked_key)
+                *counts, unacked = pipe.execute()
         except redis.RedisError as error:
             log.warning("Redis did not answer: %s", error)
             return QueueFacts(self.broker, [QueueLength(q, None) for q in ALL_QUEUES], str(error))
+        lengths = iter(counts)
+        taken = _taken_by_workers(unacked, datetime.now(UTC))
         return QueueFacts(
             self.broker,
-            [QueueLength(q, sum(next(lengths) for _ in lists)) for q, lists in names.items()],
+            [
+                QueueLength(q, sum(next(lengths) for _ in lists), *taken.get(q, (0, 0)))
+                for q, lists in names.items()
+            ],
         )
+
+
+def _taken_by_workers(unacked: list[bytes], now: datetime) -> dict[str, tuple[int, int]]:
+    """{queue: (running, retrying)} from kombu's ``unacked`` hash, where a message a worker
+    took stays until it is acknowledged; one whose ETA is still ahead waits for its retry."""
+    running: Counter[str] = Counter()
+    retrying: Counter[str] = Counter()
+    for raw in unacked:
+        try:
+            message, _exchange, queue = json.loads(raw)
+            eta = message.get("headers", {}).get("eta")
+        except (ValueError, TypeError, AttributeError):  # not a kombu message: not ours
+            continue
+        later = eta is not None and as_utc(datetime.fromisoformat(eta)) > now
+        (retrying if later else running)[queue] += 1
+    return {queue: (running[queue], retrying[queue]) for queue in running | retrying}
 
 
 class FolderQueues:
@@ -124,6 +147,23 @@ class FolderQueues:
         # the same test kombu's own _size() applies to each file name
         per_queue = Counter(name.partition(".")[2] for name in names)
         return QueueFacts(self.broker, [QueueLength(q, per_queue[f"{q}.msg"]) for q in ALL_QUEUES])
+
+
+def with_held_tasks(facts: QueueFacts, services: list[ServiceBeat]) -> QueueFacts:
+    """Running and retrying tasks as the live workers' heartbeats count them, where the
+    broker could not (the embedded broker forgets a task once a worker took it)."""
+    held: dict[str, Counter[str]] = defaultdict(Counter)
+    for service in services:
+        if service.fresh:
+            for queue, counts in service.holding.items():
+                held[queue].update(counts)
+    waiting = [
+        q
+        if q.running is not None
+        else replace(q, running=held[q.name]["running"], retrying=held[q.name]["retrying"])
+        for q in facts.waiting
+    ]
+    return replace(facts, waiting=waiting)
 
 
 def queue_counter(celery: Celery) -> QueueCounter:

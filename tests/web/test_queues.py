@@ -175,3 +175,59 @@ def test_the_worker_probe_caches_skips_and_remembers() -> None:
     broken = probe.refresh()
     assert not broken.available
     assert broken.note == "not available on the embedded broker: no broadcast"
+
+
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis), "embedded"])
+def any_home(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    if request.param == "redis":
+        return request.getfixturevalue("redis_home")
+    return home(tmp_path)
+
+
+def test_tasks_a_worker_holds_running_or_for_a_retry_count_in_the_depth(
+    any_home: Settings, tmp_path: Path
+) -> None:
+    """On Redis, from the messages taken and not yet acknowledged; on the embedded broker,
+    which forgets a message once taken, from the workers' heartbeats."""
+    from agent.campaign import campaign_space
+    from agent.history import import_history
+    from tests.synthetic import write_history
+
+    engine = make_engine(any_home.database_url)
+    history = write_history(tmp_path / "history.csv", rows=120)
+    import_history(engine, history, campaign_space(any_home))
+    engine.dispose()
+    # an empty file just written: the worker leaves it and tries again in 20 s (an ETA)
+    (any_home.inbox / "B001-S01.csv").write_bytes(b"")
+    env = {**os.environ, "LABLOOP_HOME": str(any_home.home),
+           "LABLOOP_BROKER_URL": any_home.broker_url,
+           "LABLOOP_CUT_SHORT_GRACE_SECONDS": "120"}  # fmt: skip
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        worker_command(["ingest", "learning"], 1, "depth"),
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    celery = make_app(any_home)
+    client = create_app(any_home, celery).test_client()
+
+    def depth() -> dict[str, tuple[int, int, int]]:
+        waiting = client.get("/api/queues").get_json()["queues"]["waiting"]
+        return {q["name"]: (q["tasks"], q["running"], q["retrying"]) for q in waiting}
+
+    try:
+        celery.send_task("labloop.ingest_file", args=["B001-S01.csv"], queue="ingest")
+        retrying = wait_for(lambda: depth()["ingest"] == (0, 0, 1), timeout=60)
+        assert retrying, (depth(), log.read_text()[-3000:])
+        # a retrain at full budgets takes a while: one runs, the next waits behind it
+        for _ in range(2):
+            celery.send_task("labloop.retrain", args=[1], queue="learning")
+        both = wait_for(lambda: depth() == {"ingest": (0, 0, 1), "learning": (1, 1, 0)}, 60)
+        assert both, (depth(), log.read_text()[-3000:])
+        page = client.get("/").get_data(as_text=True)
+        assert "0 waiting, 0 running, 1 retrying" in page
+        assert "1 waiting, 1 running, 0 retrying" in page
+    finally:
+        worker.kill()
+        worker.wait(timeout=30)
