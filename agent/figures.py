@@ -135,18 +135,18 @@ def draw_parameters(frame: pd.DataFrame, space: DesignSpace, names: Sequence[str
     columns = min(3, len(names))
     rows = -(-len(names) // columns)
     figure = Figure(figsize=(4.6 * columns, 3.4 * rows))
-    axes = figure.subplots(rows, columns, squeeze=False).flat
+    axes = list(figure.subplots(rows, columns, squeeze=False).flat)
     groups = _groups(frame)
     for ax, name in zip(axes, names, strict=False):
         if name not in frame:
             ax.set_title("no batch has moved a parameter yet")
             continue
         parameter = space.declared.get(name)
-        if parameter is not None and parameter.numeric:
+        if parameter is None or parameter.numeric:  # a derived value (mn_fraction) is a number
             _strip(ax, groups, name, space.label(name, note=False))
         else:
             _bars(ax, category_shares(frame, name), name)
-    for ax in list(axes)[len(names) :]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     figure.suptitle("what the batches changed: the history (grey) against each batch")
     figure.tight_layout()

@@ -4,6 +4,7 @@ from what ends up on the axes."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.container import ErrorbarContainer
@@ -13,6 +14,7 @@ from agent.db import Batch, BatchState, Experiment, Origin, Result
 from agent.figures import (
     batch_figures,
     category_shares,
+    draw_parameters,
     draw_parity,
     history_best,
     moved_parameters,
@@ -105,6 +107,30 @@ def test_the_parameter_figure_shows_what_the_batches_moved(engine):
     temperature = figure.axes[moved.index("calcination_temp_c")]
     assert temperature.get_ylabel() == SPACE.label("calcination_temp_c")
     assert [t.get_text() for t in temperature.get_xticklabels()] == ["history", "B1", "B2"]
+
+
+def test_derived_values_are_strips_and_unused_panels_are_hidden():
+    """mn_fraction is no parameter of the space but a number: dots on its own axis, not a
+    bar per float; four panels on a 2 x 3 grid leave two hidden."""
+    frame = pd.DataFrame({
+        "batch": [None, None, 1.0, 1.0],
+        "mn_fraction": [0.04, 0.05, 0.01, 0.0],
+        "ni_fraction": [0.92, 0.92, 0.95, 0.96],
+        "li_source": ["LiOH", "LiOH", "LiOH", "Li2CO3"],
+        "coating_temp_c": [450.0, 455.0, None, 380.0],  # blank: uncoated
+    })  # fmt: skip
+    names = ["ni_fraction", "mn_fraction", "li_source", "coating_temp_c"]
+    figure = draw_parameters(frame, SPACE, names)
+    visible = [ax for ax in figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == names
+    manganese = visible[1]
+    assert not manganese.patches  # no bars
+    dots = [c for c in manganese.collections if isinstance(c, PathCollection)]
+    assert sorted(float(y) for c in dots for _, y in c.get_offsets()) == [0.0, 0.01, 0.04, 0.05]
+    assert manganese.get_ylabel() == SPACE.label("mn_fraction")
+    coating = visible[3]
+    plotted = [float(y) for c in coating.collections for _, y in c.get_offsets()]
+    assert sorted(plotted) == [380.0, 450.0, 455.0]  # the blank is left out, not drawn as 0
 
 
 def test_best_so_far_starts_from_the_history(engine):
