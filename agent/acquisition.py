@@ -46,6 +46,7 @@ from scipy.stats import norm
 from agent.learning import TrainedModel
 from agent.proposer import Box, explore
 from agent.space import DesignSpace, Recipe
+from agent.space_params import is_blank
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,21 @@ def snapped(space: DesignSpace, recipe: Mapping[str, Any]) -> Recipe:
     return space.decode(space.encode(recipe))
 
 
+def probe_recipe(
+    space: DesignSpace, base: Recipe, name: str, value: Any, donor: Mapping[str, Any]
+) -> Recipe:
+    """``base`` with ``name`` set to the untried ``value``, on the grid. A step the change
+    brings in (a coating for a recipe that had none) takes ``donor``'s value, else the middle
+    of its range: a probe tests one untried value, and a blank is no value to snap."""
+    recipe = {**base, name: value}
+    for p in space.declared.values():
+        if p.condition and p.applies(recipe) and is_blank(recipe.get(p.name)):
+            recipe[p.name] = donor.get(p.name)
+            if is_blank(recipe[p.name]):
+                recipe[p.name] = p.at(p.n_steps // 2) if p.gridded else p.choices[0]
+    return snapped(space, recipe)
+
+
 def trust_box(space: DesignSpace, centre: Recipe, length: float) -> Box:
     """The trust region around ``centre`` in ``space``'s search vector: numeric dimensions
     within length/2 (at least one grid step), categoricals free, and so are the numbers that
@@ -235,7 +251,7 @@ def propose_batch(
     for base in [incumbent] + ([best_new[0]] if best_new else []):
         for name, values in split.to_probe.items():
             for value in values:
-                recipe = snapped(space, {**base, name: value})
+                recipe = probe_recipe(space, base, name, value, donor=incumbent)
                 key = _key(space, recipe)
                 if recipe[name] == value and key not in tested:
                     candidates.setdefault(key, (recipe, PROBE, _probe_label(name, value)))

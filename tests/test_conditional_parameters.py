@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.acquisition import trust_box
+from agent.acquisition import probe_recipe, trust_box
 from agent.learning import impute
 from agent.recipes import PlannedSample, read_recipe_file, render, write_recipe_file
 from agent.space import DEFAULT_PATH, DesignSpace
@@ -140,3 +140,19 @@ def test_impute_fills_missing_values_only_where_the_step_applies():
     filled = impute(rows, SPACE)
     assert filled.loc[0, list(COATING)].isna().all()
     assert filled.loc[1, "coating_temp_c"] == 350.0  # the median of the rows it applies to
+
+
+def test_probing_a_coating_on_an_uncoated_recipe_borrows_the_incumbents_coating():
+    uncoated = SPACE.blank_inactive(recipe("none"))
+    coated = recipe("B")
+    probe = probe_recipe(SPACE, uncoated, "coating_material", "W", donor=coated)
+    SPACE.validate(probe)
+    assert probe["coating_material"] == "W"
+    assert [probe[n] for n in COATING] == [coated[n] for n in COATING]
+    assert {k: v for k, v in probe.items() if k not in COATING and k != "coating_material"} == {
+        k: v for k, v in uncoated.items() if k not in COATING and k != "coating_material"
+    }
+    # nothing to borrow: the middle of each range, still a valid recipe
+    lone = probe_recipe(SPACE, uncoated, "coating_material", "Al", donor=uncoated)
+    SPACE.validate(lone)
+    assert lone["coating_temp_c"] == 350.0
