@@ -18,7 +18,7 @@ from agent.campaign import batch_by_number
 from agent.db import Batch, BatchState, Experiment, ModelRun, utcnow
 from agent.errors import LabloopError
 from agent.modelstore import load_model
-from agent.planning import draft_path, release, samples_of
+from agent.planning import draft_path, predicted_as_proposed, release, samples_of
 from agent.recipes import write_draft
 from agent.space import DesignSpace
 
@@ -70,9 +70,15 @@ def reject(engine: Engine, number: int, reason: str, who: str) -> None:
 
 
 def edit(
-    engine: Engine, space: DesignSpace, number: int, sample_id: str, changes: dict[str, Any]
+    engine: Engine,
+    space: DesignSpace,
+    number: int,
+    sample_id: str,
+    changes: dict[str, Any],
+    strategy: str = "trust-ei",
 ) -> Experiment:
-    """Change parameters of one sample of a batch awaiting approval; predicted again."""
+    """Change parameters of one sample of a batch awaiting approval; predicted again as the
+    proposal by ``strategy`` (the setting) predicted its other samples."""
     batch = _batch(engine, number)
     if not batch.awaiting_approval:
         raise ApprovalError(f"batch {number} is not awaiting approval: it can no longer change")
@@ -89,11 +95,11 @@ def edit(
             recipe[derived.name] = float(derived.compute(recipe))
         space.validate(recipe)  # ValueError naming the offending parameter
         run = session.exec(select(ModelRun).where(ModelRun.version == batch.model_version)).one()
-        predicted = load_model(run).predict(space, [recipe])
+        mean, std, p_success = predicted_as_proposed(load_model(run), space, recipe, strategy)
         experiment.parameters = recipe
-        experiment.predicted_mah_g = float(predicted.mean_mah_g[0])
-        experiment.predicted_std_mah_g = float(predicted.std_mah_g[0])
-        experiment.p_success = float(predicted.p_success[0])
+        experiment.predicted_mah_g = mean
+        experiment.predicted_std_mah_g = std
+        experiment.p_success = p_success
         session.add(experiment)
         session.commit()
     write_draft(draft_path(batch), space, samples_of(engine, batch))

@@ -504,7 +504,7 @@ def batch_edit(
     settings = _settings()
     try:
         experiment = edit(get_engine(settings.database_url), campaign_space(settings), number,
-                          sample, _parse_overrides(changes))  # fmt: skip
+                          sample, _parse_overrides(changes), settings.strategy)  # fmt: skip
     except ValueError as error:  # a value outside the space
         raise LabloopError(str(error)) from None
     console.print(f"{sample} changed; predicted {experiment.predicted_mah_g:.1f} mAh/g")

@@ -73,6 +73,20 @@ def plan_batch(
     ]
 
 
+def predicted_as_proposed(
+    model: TrainedModel, space: DesignSpace, recipe: dict[str, Any], strategy: str
+) -> tuple[float, float, float]:
+    """What a proposal by ``strategy`` states of ``recipe``: mean, 1 sigma of a measurement,
+    P(success). An edited draft sample is predicted again this way, so that its numbers mean
+    what its neighbours' mean (the paper's rule states the GBM and its classifier; the
+    default, the belief the acquisition scored)."""
+    if strategy == "paper":
+        p = model.predict(space, [recipe])
+        return float(p.mean_mah_g[0]), float(p.std_mah_g[0]), float(p.p_success[0])
+    b = model.belief(space.features([recipe]))
+    return float(b.mean_mah_g[0]), float(b.std_mah_g[0]), float(b.p_success[0])
+
+
 def acquisition_config(settings: Settings) -> AcquisitionConfig:
     return AcquisitionConfig(
         n=settings.batch_size,

@@ -54,6 +54,25 @@ def test_an_edit_is_validated_and_predicted_again(engine, gated, with_history):
         edit(engine, space, batch.number, "B001-S03", {"calcination_temp_c": 700.0})
 
 
+def test_an_edit_back_to_the_proposed_recipe_states_what_the_proposal_stated(
+    engine, gated, with_history
+):
+    """An edited sample is predicted as its neighbours were: by the acquisition's belief,
+    not by another model (which said P(success) 0.99 beside the proposal's 0.59)."""
+    space, batch = proposed(engine, gated)
+    proposal = {s.sample_id: s for s in read_recipe_file(draft_path(batch), space)}
+    for sample_id in ("B001-S01", "B001-S05"):
+        before = proposal[sample_id]
+        value = before.recipe["calcination_temp_c"]
+        after = edit(engine, space, batch.number, sample_id, {"calcination_temp_c": value})
+        assert after.predicted_mah_g == pytest.approx(before.predicted_mah_g, abs=0.06)
+        assert after.p_success == pytest.approx(before.p_success, abs=0.006)
+    # the first pick was scored before any other: its stated uncertainty is the same too
+    first = proposal["B001-S01"].uncertainty_mah_g
+    again = read_recipe_file(draft_path(batch), space)[0].uncertainty_mah_g
+    assert again == pytest.approx(first, abs=0.06)
+
+
 def test_a_rejected_batch_never_reaches_the_lab(engine, gated, with_history):
     space, batch = proposed(engine, gated)
     reject(engine, batch.number, "coating furnace is down this week", "dr. kim")

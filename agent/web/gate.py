@@ -66,7 +66,7 @@ def gate_routes(
         if name not in space.parameters:
             raise ValueError(f"{name!r} is not a parameter of the design space")
         value = space.parameters[name].coerce(_field("value", "a value"))
-        edit(engine, space, number, sample, {name: value})
+        edit(engine, space, number, sample, {name: value}, settings.strategy)
         log.info("batch %d: %s set to %s=%s by %s on the status page", number, sample, name,
                  value, who)  # fmt: skip
         return _back_to(number)
