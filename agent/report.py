@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from agent.db import Batch, Experiment, Result
+from agent.db import Batch, BatchState, Experiment, Result
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,15 @@ class BatchSummary:
 
 def experiments_frame(engine: Engine) -> pd.DataFrame:
     """One row per experiment: batch number (None: history/manual), recipe, prediction,
-    mean ok capacity and number of failed results."""
+    mean ok capacity and number of failed results. A rejected batch's recipes were never
+    made: they are left out."""
     with Session(engine) as session:
-        experiments = session.exec(select(Experiment)).all()
-        numbers = dict(session.exec(select(Batch.id, Batch.number)).all())
+        batches = session.exec(select(Batch.id, Batch.number, Batch.state)).all()
+        numbers = {id_: number for id_, number, state in batches if state != BatchState.REJECTED}
+        rejected = {id_ for id_, _, state in batches if state == BatchState.REJECTED}
+        experiments = [
+            e for e in session.exec(select(Experiment)).all() if e.batch_id not in rejected
+        ]
         results = session.exec(
             select(Result.experiment_id, Result.outcome, Result.discharge_mah_g,
                    Result.failure_class).order_by(Result.id)
@@ -71,7 +76,9 @@ def experiments_frame(engine: Engine) -> pd.DataFrame:
 def batch_summaries(engine: Engine) -> list[BatchSummary]:
     frame = experiments_frame(engine)
     with Session(engine) as session:
-        batches = session.exec(select(Batch).order_by(Batch.number)).all()
+        batches = session.exec(
+            select(Batch).where(Batch.state != BatchState.REJECTED).order_by(Batch.number)
+        ).all()
     history = frame[frame["batch"].isna()] if len(frame) else frame
     best = float(history["measured"].max()) if len(history) else np.nan
     summaries = []

@@ -133,6 +133,22 @@ def test_derived_values_are_strips_and_unused_panels_are_hidden():
     assert sorted(plotted) == [380.0, 450.0, 455.0]  # the blank is left out, not drawn as 0
 
 
+def test_a_rejected_batch_was_never_made_and_is_in_no_figure(engine):
+    seed(engine)
+    with Session(engine) as session:
+        batch = session.exec(select(Batch).where(Batch.number == 2)).one()
+        batch.state = BatchState.REJECTED
+        session.add(batch)
+        session.commit()
+    frame = experiments_frame(engine)
+    assert not frame["sample_id"].str.startswith("B002").any()
+    assert set(frame["batch"].dropna()) == {1}
+    assert [s.number for s in batch_summaries(engine)] == [1]
+    figure = batch_figures(engine, SPACE)["parameters"]
+    temperature = next(ax for ax in figure.axes if ax.get_title() == "calcination_temp_c")
+    assert [t.get_text() for t in temperature.get_xticklabels()] == ["history", "B1"]
+
+
 def test_best_so_far_starts_from_the_history(engine):
     seed(engine)
     frame = experiments_frame(engine)
