@@ -353,6 +353,8 @@ class Ingestor:
                 f"{sample_id}: unknown recipe parameter column(s) {', '.join(unknown)}; "
                 f"known: {', '.join(known)}"
             )
+        if stray := self.space.stray_values(test.parameters):  # "no coating" said one way only
+            raise Rejected(f"{sample_id}: {'; '.join(stray)}")
         experiment = Experiment(
             sample_id=sample_id, origin=Origin.MANUAL, parameters=dict(test.parameters)
         )

@@ -203,6 +203,16 @@ class DesignSpace:
         return {k: None if k in self.declared and not self.applies(k, recipe) else v
                 for k, v in recipe.items()}  # fmt: skip
 
+    def stray_values(self, recipe: Mapping[str, Any]) -> list[str]:
+        """Why each value given for a step that does not apply is wrong ("coating_temp_c =
+        450 but it applies only when coating_material is B, W, Co or Al: leave it blank")."""
+        return [
+            f"{name} = {fmt(recipe[name])} but it applies only when "
+            f"{p.condition.describe()}: leave it blank"
+            for name, p in self.declared.items()
+            if not p.applies(recipe) and not is_blank(recipe.get(name))
+        ]
+
     def complete(self, recipe: Mapping[str, Any]) -> bool:
         """Every parameter that applies has a value."""
         return all(not is_blank(recipe.get(n)) for n in self.declared if self.applies(n, recipe))
@@ -211,15 +221,12 @@ class DesignSpace:
         """Raise ValueError naming every offending parameter or constraint of ``recipe``."""
         known = set(self.columns)
         problems = [f"unknown parameter {k!r}" for k in recipe if k not in known]
+        problems += self.stray_values(recipe)
         for name, p in self.parameters.items():
             value = recipe.get(name)
             if not p.applies(recipe):
-                if not is_blank(value):
-                    problems.append(
-                        f"{name} = {fmt(value)} but it applies only when "
-                        f"{p.condition.describe()}: leave it blank"
-                    )
-            elif name not in recipe or is_blank(value):
+                continue
+            if name not in recipe or is_blank(value):
                 problems.append(f"missing parameter {name!r}")
             elif (message := p.problem(value)) is not None:
                 problems.append(message)

@@ -243,6 +243,21 @@ def test_manual_experiment_with_a_misspelt_parameter_is_quarantined(settings, en
     assert rows(engine, Experiment) == []
 
 
+def test_a_bench_trial_with_a_coating_temperature_but_no_coating_is_quarantined(settings, engine):
+    sheet = settings.inbox / "bench.csv"
+    sheet.write_text(
+        "sample_id,initial_discharge_mah_g,status,reason,ni_fraction,coating_material,"
+        "coating_amount,coating_temp_c\n"
+        "BENCH-01,221.4,ok,,0.94,none,,450\n"
+    )
+    report = Ingestor(settings, engine).ingest(sheet)
+    assert report.status == "quarantined"
+    assert "BENCH-01: coating_temp_c = 450 but it applies only when coating_material is B" in (
+        report.reason
+    )
+    assert rows(engine, Experiment) == []
+
+
 REAL_FILES = [
     # (fixture, outcome, failure class, words in the reason)
     ("maccor/maccor_002.txt", "failed", "measurement", "charge cutoff never reached"),
