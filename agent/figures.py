@@ -91,7 +91,8 @@ def history_best(frame: pd.DataFrame) -> float | None:
 
 def draw_parity(points: Sequence[ParityPoint]) -> Figure:
     batches = sorted({p.batch for p in points}) or [0]
-    figure = Figure(figsize=(3.6 * len(batches) + 0.8, 4.2))
+    # wide enough for the title with one batch; constrained layout keeps it off the panels
+    figure = Figure(figsize=(max(3.6 * len(batches) + 0.8, 6.4), 4.2), layout="constrained")
     axes = figure.subplots(1, len(batches), squeeze=False, sharex=True, sharey=True)[0]
     values = [v for p in points for v in (p.predicted - p.half_95, p.predicted + p.half_95)]
     values += [p.measured for p in points if p.measured is not None]
@@ -126,7 +127,6 @@ def draw_parity(points: Sequence[ParityPoint]) -> Figure:
     if legend:  # every kind of point shown in any batch, once
         axes[0].legend(legend.values(), legend.keys(), fontsize=7, loc="upper left")
     figure.suptitle("predicted vs measured, per batch (failed samples at the left edge)")
-    figure.tight_layout()
     return figure
 
 
@@ -134,7 +134,7 @@ def draw_parameters(frame: pd.DataFrame, space: DesignSpace, names: Sequence[str
     names = list(names) or ["(none)"]
     columns = min(3, len(names))
     rows = -(-len(names) // columns)
-    figure = Figure(figsize=(4.6 * columns, 3.4 * rows))
+    figure = Figure(figsize=(4.6 * columns, 3.4 * rows), layout="constrained")
     axes = list(figure.subplots(rows, columns, squeeze=False).flat)
     groups = _groups(frame)
     for ax, name in zip(axes, names, strict=False):
@@ -149,7 +149,6 @@ def draw_parameters(frame: pd.DataFrame, space: DesignSpace, names: Sequence[str
     for ax in axes[len(names) :]:
         ax.set_visible(False)
     figure.suptitle("what the batches changed: the history (grey) against each batch")
-    figure.tight_layout()
     return figure
 
 
