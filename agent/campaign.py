@@ -48,10 +48,17 @@ def record_progress(engine: Engine, batch_id: int) -> int | None:
     before its recipe file was released are kept as early results and count once it is.
     """
     released = Batch.id == batch_id, ~(Batch.approval_required & Batch.approved_at.is_(None))
+    # running once a result is in: an approval alone leaves the batch proposed
+    has_result = (
+        select(Result.id)
+        .join(Experiment, Result.experiment_id == Experiment.id)
+        .where(Experiment.batch_id == batch_id)
+        .exists()
+    )
     with Session(engine) as session:
         session.exec(
             update(Batch)
-            .where(*released, Batch.state == BatchState.PROPOSED)
+            .where(*released, Batch.state == BatchState.PROPOSED, has_result)
             .values(state=BatchState.RUNNING)
         )
         session.commit()

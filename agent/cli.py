@@ -79,7 +79,6 @@ def run(
 ) -> None:
     """Run the loop on this machine: the inbox watcher and the workers. Ctrl-C stops."""
     from agent import stack
-    from agent.heartbeat import WATCHER
     from workers.tasks import submit_ingest
 
     _as_service()
@@ -90,10 +89,7 @@ def run(
          stack.WorkerSpec(("learning",), 1, "learning")]
     )  # fmt: skip
     try:
-        with (
-            stack.make_watcher(settings, submit_ingest) as watcher,
-            stack.heartbeat(settings, WATCHER, alive=watcher.alive),
-        ):
+        with stack.watching(settings, submit_ingest):
             stack.wait_for_signal(every_second=workers.keep_alive)
     finally:
         console.print("labloop: stopping")
@@ -157,15 +153,11 @@ def flower(
 def watch() -> None:
     """Run only the inbox watcher, handing files to the configured broker."""
     from agent import stack
-    from agent.heartbeat import WATCHER
     from workers.tasks import submit_ingest
 
     _as_service()
     settings = _settings()
-    with (
-        stack.make_watcher(settings, submit_ingest) as watcher,
-        stack.heartbeat(settings, WATCHER, alive=watcher.alive),
-    ):
+    with stack.watching(settings, submit_ingest):
         stack.wait_for_signal()
 
 
@@ -289,11 +281,13 @@ def health(
     except SQLAlchemyError as error:
         errors.print(f"{service}: the database is not answering ({error})")
         raise typer.Exit(1) from error
+    known = sorted({b.service for b in beats})
     beats = [b for b in beats if b.service == service]
     for beat in beats:
         console.print(escape(beat.describe()))
-    if not beats:
-        errors.print(f"{service}: no heartbeat recorded")
+    if not beats:  # a typo, or a service that never started: say which ones did beat
+        seen = f" (services that beat: {', '.join(known)})" if known else ""
+        errors.print(f"{service}: no heartbeat recorded{seen}")
     raise typer.Exit(0 if any(b.fresh for b in beats) else 1)
 
 

@@ -90,7 +90,7 @@ def run_demo(
          stack.WorkerSpec(("learning",), 1, "learning", logs / "learning-worker.log")]
     )  # fmt: skip
     try:
-        with stack.make_watcher(settings, submit):
+        with stack.watching(settings, submit):
             for number in range(1, config.batches + 1):
                 _run_one_batch(engine, settings, lab, number, config, report)
     finally:

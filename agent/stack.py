@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import Settings
-from agent.heartbeat import Beater
+from agent.heartbeat import WATCHER, Beater
 from agent.watcher import InboxWatcher, Submit
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,16 @@ class Workers:
 
     def stop(self) -> None:
         stop_processes(self.processes)
+
+
+@contextmanager
+def watching(settings: Settings, submit: Submit) -> Iterator[InboxWatcher]:
+    """The inbox watcher, running and beating for the watcher service while the block runs."""
+    with (
+        make_watcher(settings, submit) as watcher,
+        heartbeat(settings, WATCHER, alive=watcher.alive),
+    ):
+        yield watcher
 
 
 def make_watcher(settings: Settings, submit: Submit) -> InboxWatcher:

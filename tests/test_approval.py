@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import Session, select
 
 from agent.approval import ApprovalError, approve, edit, reject
-from agent.campaign import campaign_space
+from agent.campaign import batch_by_number, campaign_space, record_progress
 from agent.db import Batch
 from agent.planning import draft_path, propose_next_batch
 from agent.recipes import read_recipe_file
@@ -32,6 +32,9 @@ def test_a_gated_batch_is_a_draft_until_approved(engine, gated, with_history):
     assert len(read_recipe_file(draft_path(batch), space)) == 10
     approved = approve(engine, space, batch.number, "dr. kim")
     assert approved.approved_by == "dr. kim" and approved.approved_at is not None
+    # released, but no result yet: still proposed (the page's legend), not running
+    assert record_progress(engine, batch.id) is None
+    assert batch_by_number(engine, batch.number).state == "proposed"
     assert len(read_recipe_file(Path(batch.recipe_file), space)) == 10
     assert not draft_path(batch).exists()
     with pytest.raises(ApprovalError, match="not awaiting approval"):

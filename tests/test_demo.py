@@ -9,7 +9,7 @@ import sys
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from agent.db import Batch, Experiment, Result, make_engine
+from agent.db import Batch, Experiment, Heartbeat, Result, make_engine
 
 
 def test_short_demo_runs_the_whole_loop(tmp_path):
@@ -34,7 +34,10 @@ def test_short_demo_runs_the_whole_loop(tmp_path):
             select(func.count()).select_from(Result).where(Result.experiment_id.in_(in_batches))
         ).one()
         states = session.exec(select(Batch.state).order_by(Batch.number)).all()
+        services = set(session.exec(select(Heartbeat.service)).all())
     assert results == 20
+    # the demo's own watcher and workers said they were alive, as `labloop run`'s do
+    assert services == {"watcher", "ingest", "learning"}
     assert states == ["trained", "trained"]
     assert {p.name for p in (home / "report").iterdir()} >= {
         f"{name}.{fmt}" for name in ("parity", "parameters", "best") for fmt in ("png", "svg")

@@ -52,7 +52,9 @@ def test_health_exits_0_for_a_fresh_beat_and_1_for_a_stale_or_missing_one(tmp_pa
     assert "stale" in stale.stdout
     missing = labloop(tmp_path, database_url, "health", "ingest")
     assert missing.returncode == 1
-    assert "ingest: no heartbeat recorded" in missing.stderr
+    assert "ingest: no heartbeat recorded (services that beat: learning, watcher)" in (
+        missing.stderr
+    )
 
     status = labloop(tmp_path, database_url, "status")
     assert status.returncode == 0, status.stderr

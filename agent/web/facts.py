@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from agent.campaign import missing_samples
-from agent.db import Batch, Experiment, IngestedFile, ModelRun, Result
+from agent.db import Batch, BatchState, Experiment, IngestedFile, ModelRun, Result
 from agent.files import readable_name
 from agent.heartbeat import ServiceBeat
 from agent.recipes import interval_95, recipe_path
@@ -38,6 +38,10 @@ from agent.watcher import is_candidate
 
 # the only names the recipe route serves: what agent.recipes.recipe_path writes
 RECIPE_NAME = re.compile(r"batch-\d{3}\.csv")
+
+
+# a draft or a rejected proposal was never made: none of its samples is "still missing"
+NOT_AT_THE_LAB = ("awaiting approval", BatchState.REJECTED)
 
 
 @dataclass(frozen=True)
@@ -177,11 +181,11 @@ def batch_facts(engine: Engine, recipes: Path, summaries: SummaryCache) -> list[
         rows = session.exec(select(Batch.number, Batch.id, Batch.closed_reason)).all()
         ids = {number: batch_id for number, batch_id, _ in rows}
         closed = {number: reason for number, _, reason in rows}
-        # only batches short of results can miss samples: one small query each
+        # only batches at the lab and short of results miss samples: one small query each
         missing = {
             p.number: missing_samples(session, ids[p.number])
             for p in progress
-            if p.with_result < p.samples
+            if p.with_result < p.samples and p.state not in NOT_AT_THE_LAB
         }
         failures = _failures_by_batch(session)
         predicted, probes = _predictions_by_batch(session)

@@ -63,7 +63,9 @@ def test_the_page_shows_the_draft_and_a_value_can_be_changed(engine, small, with
     settings, batch = _gated(engine, small)
     client = create_app(settings).test_client()
     draft_file = draft_path(batch)
-    shown = _draft_row(client.get("/").get_data(as_text=True))
+    page = client.get("/").get_data(as_text=True)
+    assert "B001-S" not in _missing_cell(page, 1)  # a draft is at no bench yet
+    shown = _draft_row(page)
     # every cell of the draft file, in its order: ids, recipe values, 95 % interval, P(success)
     for row in csv.reader(io.StringIO(draft_file.read_text(encoding="utf-8-sig"))):
         assert " ".join(cell for cell in row if cell) in shown, row
@@ -105,6 +107,14 @@ def test_a_draft_rejected_on_the_page_can_no_longer_be_approved(engine, small, w
         assert session.exec(select(Batch.state)).one() == BatchState.REJECTED
     page = client.get("/").get_data(as_text=True)
     assert "rejected: furnace down (by J. Kim)" in page and 'id="draft-1"' not in page
+    assert "B001-S" not in _missing_cell(page, 1)  # never made: nothing is missing
     late = client.post("/batches/1/approve", data=who)
     assert (late.status_code, late.data) == (409, b"batch 1 is not awaiting approval\n")
     assert not Path(batch.recipe_file).exists() and not draft_path(batch).exists()
+
+
+def _missing_cell(page: str, number: int) -> str:
+    """The text of a batch row's "Still missing" cell."""
+    row = re.search(rf'<tr id="batch-{number}">.*?<td class="missing">(.*?)</td>', page, re.S)
+    assert row, page
+    return row.group(1)
