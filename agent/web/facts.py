@@ -75,7 +75,8 @@ class PredictedLine:
 class WaitingFile:
     name: str  # relative to the inbox
     size_bytes: int
-    modified_at: datetime
+    # when it came into the inbox: a copy may keep its old modification time, not this
+    arrived_at: datetime
 
 
 @dataclass(frozen=True)
@@ -295,9 +296,10 @@ def waiting_files(inbox: Path, masses_file: str) -> list[WaitingFile]:
                 stat = path.lstat()  # a symbolic link is listed, never followed
             except FileNotFoundError:  # taken by a worker while we looked
                 continue
-            modified = datetime.fromtimestamp(stat.st_mtime, UTC)
-            found.append(WaitingFile(readable_name(relative.as_posix()), stat.st_size, modified))
-    return sorted(found, key=lambda f: f.modified_at)
+            # ctime: when the copy or move into the inbox made this entry (Linux, macOS)
+            arrived = datetime.fromtimestamp(max(stat.st_mtime, stat.st_ctime), UTC)
+            found.append(WaitingFile(readable_name(relative.as_posix()), stat.st_size, arrived))
+    return sorted(found, key=lambda f: f.arrived_at)
 
 
 def model_facts(engine: Engine, limit: int = 20) -> ModelFacts:

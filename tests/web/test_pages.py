@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from agent.config import Settings
 from agent.db import Batch, Experiment, ModelRun
 from agent.recipes import recipe_path
 from agent.web.app import ago, create_app
+from agent.web.facts import waiting_files
 from tests.web import COMPARISON, seed_campaign
 
 
@@ -231,3 +233,16 @@ def test_the_page_shows_the_report_figures_as_svg_and_png(client: FlaskClient) -
         assert png.mimetype == "image/png" and png.data[:4] == b"\x89PNG"
     assert client.get("/figures/batches/secrets.svg").status_code == 404
     assert client.get("/figures/batches/best.pdf").status_code == 404
+
+
+def test_a_file_copied_with_its_old_time_waits_since_it_arrived(tmp_path):
+    """Copies from a cycler PC often keep the export's modification time (cp -p, robocopy):
+    "waiting since 3 weeks ago" would be wrong, the file arrived just now."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    old = inbox / "B001-S01.csv"
+    old.write_text("sample_id,initial_discharge_mah_g,status,reason\nB001-S01,200,ok,\n")
+    three_weeks = time.time() - 21 * 86400
+    os.utime(old, (three_weeks, three_weeks))
+    (waiting,) = waiting_files(inbox, "masses.csv")
+    assert datetime.now(UTC) - waiting.arrived_at < timedelta(minutes=5)
