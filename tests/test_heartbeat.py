@@ -74,8 +74,9 @@ def test_a_beater_keeps_beating_while_its_process_is_busy(tmp_path):
         beater.busy("task-1", "retraining batch 3")
         # the main thread busy in pure Python for a second, as a fit between two numpy calls
         beats = set()
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
+        # four beats while this thread never sleeps; the deadline only bounds a loaded machine
+        deadline = time.monotonic() + 20
+        while len(beats) < 4 and time.monotonic() < deadline:
             sum(i * i for i in range(20_000))
             with Session(engine) as session:
                 row = session.exec(select(Heartbeat)).first()
@@ -84,8 +85,7 @@ def test_a_beater_keeps_beating_while_its_process_is_busy(tmp_path):
         assert len(beats) >= 4, beats
         assert row.busy_with == "retraining batch 3" and row.pid == os.getpid()
         beater.done("task-1")
-        time.sleep(0.3)
-        (line,) = service_beats(engine, every=0.2)
+        line = _wait_for(engine, lambda line: line.busy_with is None)
         assert (line.label, line.host, line.busy_with, line.fresh) == (
             "learning worker",
             "lab-pc",
@@ -94,10 +94,19 @@ def test_a_beater_keeps_beating_while_its_process_is_busy(tmp_path):
         )
     finally:
         beater.stop()
-    time.sleep(0.8)
-    (line,) = service_beats(engine, every=0.2)
-    assert not line.fresh and "stale" in line.describe()
+    line = _wait_for(engine, lambda line: not line.fresh)  # three beats missed: 0.6 s
+    assert "stale" in line.describe()
     engine.dispose()
+
+
+def _wait_for(engine, condition, timeout: float = 20.0):
+    """The one service's line once ``condition`` holds (or the last seen, to be asserted)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        (line,) = service_beats(engine, every=0.2)
+        if condition(line) or time.monotonic() > deadline:
+            return line
+        time.sleep(0.05)
 
 
 def test_a_service_whose_own_threads_died_stops_beating(tmp_path):
@@ -111,12 +120,15 @@ def test_a_service_whose_own_threads_died_stops_beating(tmp_path):
     watcher.start()
     beater = Beater(url, "watcher", every=0.1, alive=watcher.alive).start()
     try:
-        time.sleep(0.5)
-        assert service_beats(engine, every=0.1)[0].fresh
+        deadline = time.monotonic() + 20
+        while not (beats := service_beats(engine, every=0.1)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert beats[0].fresh
         watcher.stop()  # as if its threads had died under it
-        time.sleep(0.6)
-        (line,) = service_beats(engine, every=0.1)
-        assert not line.fresh
+        deadline = time.monotonic() + 20
+        while service_beats(engine, every=0.1)[0].fresh:
+            assert time.monotonic() < deadline, "still beating 20 s after its threads stopped"
+            time.sleep(0.05)
     finally:
         beater.stop()
         engine.dispose()
