@@ -225,22 +225,9 @@ def test_the_page_warns_when_it_listens_beyond_this_machine():
 
 
 def test_labloop_web_on_all_interfaces_says_who_can_read_it(tmp_path):
-    import socket
-    import time
+    from tests.web.test_guard import _warning_of_labloop_web
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "LABLOOP_HOME": str(tmp_path), "COLUMNS": "300"}
-    command = [sys.executable, "-m", "agent.cli", "web", "--host", "0.0.0.0", "--port", str(port)]
-    web = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline, said = time.monotonic() + 60, ""
-        while "reachable from other machines" not in said and time.monotonic() < deadline:
-            said += web.stderr.readline()
-    finally:
-        web.terminate()
-        web.wait(timeout=30)
+    said = _warning_of_labloop_web(tmp_path, {})
     assert "0.0.0.0 is reachable from other machines" in said
 
 
