@@ -514,15 +514,6 @@ def _print_batches(batches) -> None:  # noqa: ANN001 - list of BatchProgress
 
 
 DEMO_MARKER = ".labloop-demo"
-# the same code paths on small budgets, for a quick look or CI
-FAST_BUDGET = {
-    "SEARCH_ITERATIONS": "3",
-    "CV_FOLDS": "3",
-    "ENSEMBLE_SIZE": "3",
-    "COMPARE_MODELS": "false",
-    "PSO_PARTICLES": "20",
-    "PSO_ITERATIONS": "40",
-}
 
 
 @app.command()
@@ -551,8 +542,11 @@ def demo(
         logging.getLogger().setLevel(logging.WARNING)
     os.environ.update({"LABLOOP_HOME": str(home), "LABLOOP_MAX_BATCHES": str(batches),
                        "LABLOOP_SEED": os.environ.get("LABLOOP_SEED", str(seed))})  # fmt: skip
+    # the virtual lab writes each export whole (renamed into place), so a dead cell's short
+    # file need not wait out the minute a real cycler's half-copied export is given
+    os.environ.setdefault("LABLOOP_CUT_SHORT_GRACE_SECONDS", "2")
     if fast:
-        os.environ.update({f"LABLOOP_{k}": v for k, v in FAST_BUDGET.items()})
+        os.environ.update(config.FAST_BUDGET)
     config.get_settings.cache_clear()
     settings = _settings()
     # imported only now: the Celery app is built from the settings at import

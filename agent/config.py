@@ -22,6 +22,16 @@ from pydantic_settings import (
 )
 
 EMBEDDED_BROKER = "filesystem://localhost//"
+# the same code paths on small learning and swarm budgets, as environment variables: the
+# demo's --fast (a quick look) and the tests
+FAST_BUDGET = {
+    "LABLOOP_SEARCH_ITERATIONS": "3",
+    "LABLOOP_CV_FOLDS": "3",
+    "LABLOOP_ENSEMBLE_SIZE": "3",
+    "LABLOOP_COMPARE_MODELS": "false",
+    "LABLOOP_PSO_PARTICLES": "20",
+    "LABLOOP_PSO_ITERATIONS": "40",
+}
 
 
 def _config_file() -> Path:

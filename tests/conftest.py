@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
 from agent.campaign import campaign_space
-from agent.config import Settings
+from agent.config import FAST_BUDGET, Settings
 from agent.db import Batch, BatchState, Experiment, Origin, init_db, make_engine
 from agent.history import import_history
 from agent.sample_ids import format_sample_id
@@ -39,6 +39,15 @@ def postgres_schema() -> Iterator[str]:
     with admin.begin() as connection:
         connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture
+def small_budget(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The demo's --fast budgets in this test's environment (labloop commands it starts
+    inherit them); returns them, for a subprocess given an environment of its own."""
+    for key, value in FAST_BUDGET.items():
+        monkeypatch.setenv(key, value)
+    return dict(FAST_BUDGET)
 
 
 def postgres_url(schema: str) -> str:

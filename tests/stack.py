@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 
 from agent.db import init_db, make_engine
 
+# each test file that uses Redis has a database of its own: files run side by side (-n 2)
 REDIS_URL = "redis://127.0.0.1:6379/7"
 
 

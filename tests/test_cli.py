@@ -50,18 +50,13 @@ def test_closing_an_unknown_batch_is_a_clear_error(tmp_path):
 
 
 def test_propose_pins_from_the_command_line_and_campaign_from_the_environment(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, small_budget
 ):
     from tests.synthetic import write_history
 
     home = tmp_path / "home"
     history = write_history(tmp_path / "history.csv", rows=80, seed=1)
-    small = {"LABLOOP_SEARCH_ITERATIONS": "2", "LABLOOP_CV_FOLDS": "3",
-             "LABLOOP_ENSEMBLE_SIZE": "2", "LABLOOP_COMPARE_MODELS": "false",
-             "LABLOOP_PSO_PARTICLES": "15", "LABLOOP_PSO_ITERATIONS": "15",
-             "LABLOOP_CAMPAIGN": '{"atmosphere": "air"}'}  # fmt: skip
-    for key, value in small.items():
-        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LABLOOP_CAMPAIGN", '{"atmosphere": "air"}')
     assert labloop(home, "import-history", str(history)).returncode == 0
     done = labloop(home, "propose", "--set", "ni_fraction=0.94", "--set",
                    "calcination_temp_c=700:720")  # fmt: skip
@@ -199,16 +194,12 @@ def test_every_setting_and_option_is_in_the_readme():
     assert undocumented(typer.main.get_command(app), "labloop") == []
 
 
-def test_propose_under_approval_prints_the_draft_it_wrote(tmp_path, monkeypatch):
+def test_propose_under_approval_prints_the_draft_it_wrote(tmp_path, monkeypatch, small_budget):
     from tests.synthetic import write_history
 
     home = tmp_path / "home"
     history = write_history(tmp_path / "history.csv", rows=60, seed=2)
-    for key, value in {"LABLOOP_SEARCH_ITERATIONS": "2", "LABLOOP_CV_FOLDS": "3",
-                       "LABLOOP_ENSEMBLE_SIZE": "2", "LABLOOP_COMPARE_MODELS": "false",
-                       "LABLOOP_PSO_PARTICLES": "15", "LABLOOP_PSO_ITERATIONS": "15",
-                       "LABLOOP_APPROVAL": "required"}.items():  # fmt: skip
-        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LABLOOP_APPROVAL", "required")
     assert labloop(home, "import-history", str(history)).returncode == 0
     done = labloop(home, "propose")
     assert done.returncode == 0, done.stderr

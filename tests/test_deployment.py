@@ -21,6 +21,7 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
+from agent.config import FAST_BUDGET
 from agent.db import init_db, make_engine
 from tests.conftest import POSTGRES_URL, add_batch, postgres_url
 from tests.stack import Stack, free_port, sheet
@@ -28,15 +29,7 @@ from tests.synthetic import write_history
 
 REPO = Path(__file__).resolve().parents[1]
 BROKER = "redis://127.0.0.1:6379/13"
-SMALL = {
-    "LABLOOP_SETTLE_SECONDS": "0.2",
-    "LABLOOP_SEARCH_ITERATIONS": "3",
-    "LABLOOP_CV_FOLDS": "3",
-    "LABLOOP_ENSEMBLE_SIZE": "3",
-    "LABLOOP_PSO_PARTICLES": "20",
-    "LABLOOP_PSO_ITERATIONS": "30",
-    "COLUMNS": "200",
-}
+SMALL = {**FAST_BUDGET, "LABLOOP_SETTLE_SECONDS": "0.2", "COLUMNS": "200"}
 
 
 def get(url: str) -> tuple[int, bytes]:

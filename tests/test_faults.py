@@ -23,7 +23,7 @@ import pytest
 import redis
 from sqlmodel import Session, select
 
-from agent.config import EMBEDDED_BROKER
+from agent.config import EMBEDDED_BROKER, FAST_BUDGET
 from agent.db import Batch, IngestedFile, ModelRun, Result, make_engine
 from benchmarks.mixed_drops import (
     DropSet,
@@ -46,11 +46,10 @@ FAST = {
     "LABLOOP_INGEST_LEASE_SECONDS": "3",
     "LABLOOP_BROKER_VISIBILITY_TIMEOUT_SECONDS": "5",
     "LABLOOP_RESUBMIT_AFTER_SECONDS": "5",
+    **FAST_BUDGET,
+    # a retrain long enough (seconds) to kill a worker in the middle of
     "LABLOOP_SEARCH_ITERATIONS": "12",
     "LABLOOP_CV_FOLDS": "5",
-    "LABLOOP_ENSEMBLE_SIZE": "3",
-    "LABLOOP_PSO_PARTICLES": "20",
-    "LABLOOP_PSO_ITERATIONS": "30",
     "PYTHONUNBUFFERED": "1",
 }
 

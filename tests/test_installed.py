@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import FAST_BUDGET
 from tests.conftest import add_batch
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = {"LABLOOP_SEARCH_ITERATIONS": "2", "LABLOOP_CV_FOLDS": "3", "LABLOOP_ENSEMBLE_SIZE": "2",
-         "LABLOOP_COMPARE_MODELS": "false", "LABLOOP_PSO_PARTICLES": "15",
-         "LABLOOP_PSO_ITERATIONS": "15"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +34,7 @@ def installed(tmp_path_factory) -> Path:
 def test_the_wheel_runs_the_loop_from_an_unrelated_folder(installed, tmp_path):
     elsewhere = tmp_path / "somewhere" / "else"
     elsewhere.mkdir(parents=True)
-    env = {**os.environ, **SMALL, "PYTHONPATH": str(installed), "COLUMNS": "200",
+    env = {**os.environ, **FAST_BUDGET, "PYTHONPATH": str(installed), "COLUMNS": "200",
            "LABLOOP_HOME": str(tmp_path / "home")}  # fmt: skip
 
     def labloop(*args: str) -> subprocess.CompletedProcess[str]:

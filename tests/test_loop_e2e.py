@@ -21,24 +21,18 @@ import redis
 from celery import Celery
 from sqlmodel import Session, select
 
+from agent.config import FAST_BUDGET
 from agent.db import Batch, IngestedFile, ModelRun
 from agent.recipes import read_recipe_file
 from agent.space import DesignSpace
-from tests.stack import REDIS_URL, Stack, home_with_batches, sheet
+from tests.stack import Stack, home_with_batches, sheet
 from tests.synthetic import capacity, write_history
 
 pytestmark = pytest.mark.redis
+# a Redis database of this file's own: test files run side by side (pytest -n)
+REDIS_URL = "redis://127.0.0.1:6379/6"
 
-SMALL_BUDGET = {
-    "LABLOOP_SEARCH_ITERATIONS": "3",
-    "LABLOOP_CV_FOLDS": "3",
-    "LABLOOP_ENSEMBLE_SIZE": "3",
-    "LABLOOP_COMPARE_MODELS": "false",
-    "LABLOOP_PSO_PARTICLES": "20",
-    "LABLOOP_PSO_ITERATIONS": "30",
-    "LABLOOP_SEED": "1",
-    "LABLOOP_SETTLE_SECONDS": "0.3",
-}
+SMALL_BUDGET = {**FAST_BUDGET, "LABLOOP_SEED": "1", "LABLOOP_SETTLE_SECONDS": "0.3"}
 
 
 @pytest.fixture
@@ -96,8 +90,8 @@ def queued_retrains(client: redis.Redis) -> list[tuple[str, int]]:
 
 
 @pytest.mark.timeout(900)
-def test_concurrent_results_trigger_exactly_one_retrain_per_batch(stack, tmp_path):
-    repeats = 20
+@pytest.mark.parametrize("repeats", [6, pytest.param(20, marks=pytest.mark.slow, id="20")])
+def test_concurrent_results_trigger_exactly_one_retrain_per_batch(stack, tmp_path, repeats):
     engine = home_with_batches(stack.home, repeats)
     ingest_workers = [Stack(stack.home, stack.env, tmp_path / f"ingest{i}.log",
                             args=["worker", "--queue", "ingest", "--concurrency", "2"])
@@ -136,8 +130,8 @@ def test_concurrent_results_trigger_exactly_one_retrain_per_batch(stack, tmp_pat
         learning.start()
         recipes = stack.home / "recipes"
         finished = lambda: len(list(recipes.glob("batch-*.csv"))) >= repeats  # noqa: E731
-        # twenty retrains, each fitting the GBM, the GP and the region error: ~5 s each on
-        # an idle 2-core machine, several times that when other jobs share it
+        # a retrain per batch, each fitting the GBM, the GP and the region error: ~5 s each
+        # on an idle 2-core machine, several times that when other jobs share it
         assert learning.wait_for(finished, timeout=600), learning.log.read_text()[-3000:]
     finally:
         learning.stop()

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from agent.campaign import campaign_space
-from agent.config import Settings
+from agent.config import FAST_BUDGET, Settings
 from agent.db import Batch, BatchState, Heartbeat, ModelRun, TaskFailure, init_db, make_engine
 from agent.history import import_history
 from agent.stack import worker_command
@@ -27,9 +27,7 @@ from tests.synthetic import write_history
 from workers.app import make_app
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
-SMALL = {"LABLOOP_SEARCH_ITERATIONS": "2", "LABLOOP_CV_FOLDS": "3", "LABLOOP_ENSEMBLE_SIZE": "2",
-         "LABLOOP_COMPARE_MODELS": "false", "LABLOOP_PSO_PARTICLES": "10",
-         "LABLOOP_PSO_ITERATIONS": "10", "LABLOOP_SEED": "3"}  # fmt: skip
+SMALL = {**FAST_BUDGET, "LABLOOP_SEED": "3"}
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float) -> Any:

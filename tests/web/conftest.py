@@ -24,6 +24,9 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
         pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
     options = Options()
     options.binary_location = str(CHROMIUM)
+    # the tests read the page's text: waiting for every figure to be drawn on a loaded
+    # machine made page loads time out in the renderer
+    options.page_load_strategy = "eager"
     for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
