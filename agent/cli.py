@@ -587,8 +587,8 @@ def _progress_display() -> Iterator[Callable[[Any], None]]:
 
     def line(progress: Any) -> str:  # a demo.Progress
         return (
-            f"batch {progress.batch}: {progress.stage:<9} | files in {progress.files_in} | "
-            f"results {progress.results} | failed tests {progress.failures}"
+            f"batch {progress.batch}: {progress.stage:<9} | results "
+            f"{progress.recorded}/{progress.samples} | failed tests {progress.failures}"
         )
 
     if errors.is_terminal:

@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 from agent import stack
 from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
-from agent.db import Batch, BatchState, IngestedFile, Result, get_engine
+from agent.db import Batch, BatchState, Experiment, Result, get_engine
 from agent.errors import LabloopError
 from agent.figures import write_figures
 from agent.history import import_history
@@ -60,11 +60,13 @@ class DemoConfig:
 
 @dataclass(frozen=True)
 class Progress:
+    """Where one batch stands: the history's rows are not counted."""
+
     batch: int
     stage: str  # "lab", "ingesting", "training", "done"
-    files_in: int
-    results: int
-    failures: int
+    samples: int  # in the batch
+    recorded: int  # samples with a result
+    failures: int  # their failed tests
 
 
 Report = Callable[[Progress], None]
@@ -141,9 +143,15 @@ def _batch(engine: Engine, number: int) -> Batch | None:
 
 def _progress(engine: Engine, number: int, stage: str) -> Progress:
     with Session(engine) as session:
-        files = len(session.exec(select(IngestedFile.id)).all())
-        outcomes = session.exec(select(Result.outcome)).all()
-    return Progress(number, stage, files, len(outcomes), outcomes.count("failed"))
+        samples = session.exec(
+            select(Experiment.id).join(Batch).where(Batch.number == number)
+        ).all()
+        tests = session.exec(
+            select(Result.experiment_id, Result.outcome).where(Result.experiment_id.in_(samples))
+        ).all()
+    recorded = {experiment for experiment, _ in tests}
+    failures = sum(outcome == "failed" for _, outcome in tests)
+    return Progress(number, stage, len(samples), len(recorded), failures)
 
 
 def _wait_for(check: Callable[[], T | None], timeout: float, message: str) -> T:
