@@ -78,19 +78,16 @@ def run(
     ] = 2,
 ) -> None:
     """Run the loop on this machine: the inbox watcher and the workers. Ctrl-C stops."""
-    from agent import stack
+    from workers import supervisor
     from workers.tasks import submit_ingest
 
     _as_service()
     settings = _settings()
     console.print(f"labloop: inbox {settings.inbox}, broker {settings.broker_url}")
-    workers = stack.Workers(
-        [stack.WorkerSpec(("ingest",), concurrency, "ingest"),
-         stack.WorkerSpec(("learning",), 1, "learning")]
-    )  # fmt: skip
+    workers = supervisor.Workers(supervisor.machine_workers(concurrency))
     try:
-        with stack.watching(settings, submit_ingest):
-            stack.wait_for_signal(every_second=workers.keep_alive)
+        with supervisor.watching(settings, submit_ingest):
+            supervisor.wait_for_signal(every_second=workers.keep_alive)
     finally:
         console.print("labloop: stopping")
         workers.stop()
@@ -108,13 +105,14 @@ def worker(
     concurrency: Annotated[int, typer.Option(help="worker processes", metavar="N")] = 1,
 ) -> None:
     """Run one Celery worker (for a deployment with one process per service)."""
-    from agent import stack
+    from workers import supervisor
+    from workers.queues import ALL_QUEUES
 
     _settings()
-    unknown = set(queue) - set(stack.ALL_QUEUES)
+    unknown = set(queue) - set(ALL_QUEUES)
     if unknown:
         raise typer.BadParameter(f"unknown queue(s) {sorted(unknown)}; use ingest or learning")
-    command = stack.worker_command(queue, concurrency, "-".join(queue))
+    command = supervisor.worker_command(queue, concurrency, "-".join(queue))
     os.execv(command[0], command)
 
 
@@ -152,13 +150,13 @@ def flower(
 @app.command()
 def watch() -> None:
     """Run only the inbox watcher, handing files to the configured broker."""
-    from agent import stack
+    from workers import supervisor
     from workers.tasks import submit_ingest
 
     _as_service()
     settings = _settings()
-    with stack.watching(settings, submit_ingest):
-        stack.wait_for_signal()
+    with supervisor.watching(settings, submit_ingest):
+        supervisor.wait_for_signal()
 
 
 @app.command()
@@ -438,7 +436,7 @@ def batch_close(
         raise LabloopError(f"batch {number} is not open (unknown, or complete already)")
     from workers.tasks import retrain as retrain_task
 
-    retrain_task.apply_async(args=[number], queue="learning")
+    retrain_task.delay(number)
     console.print(f"batch {number} closed ({escape(reason)}); retrain queued")
 
 

@@ -19,7 +19,6 @@ from typing import TypeVar
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from agent import stack
 from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
 from agent.db import Batch, BatchState, Experiment, Result, get_engine
@@ -33,6 +32,7 @@ from agent.report import BatchSummary, batch_summaries
 from agent.space import DEFAULT_PATH
 from agent.training import retrain
 from agent.watcher import Submit
+from workers import supervisor
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +87,13 @@ def run_demo(
     propose_next_batch(engine, settings, space, retrain(engine, settings, space))
     lab = VirtualLab(config.seed, space, truth)
     logs = settings.state / "logs"
-    workers = stack.Workers(
-        [stack.WorkerSpec(("ingest",), 2, "ingest", logs / "ingest-worker.log"),
-         stack.WorkerSpec(("learning",), 1, "learning", logs / "learning-worker.log")]
-    )  # fmt: skip
+    services = supervisor.Workers(supervisor.machine_workers(2, logs))
     try:
-        with stack.watching(settings, submit):
+        with supervisor.watching(settings, submit):
             for number in range(1, config.batches + 1):
                 _run_one_batch(engine, settings, lab, number, config, report)
     finally:
-        workers.stop()
+        services.stop()
     write_figures(engine, space, settings.home / "report")
     return batch_summaries(engine)
 

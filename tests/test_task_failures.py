@@ -20,11 +20,11 @@ from agent.campaign import campaign_space
 from agent.config import FAST_BUDGET, Settings
 from agent.db import Batch, BatchState, Heartbeat, ModelRun, TaskFailure, init_db, make_engine
 from agent.history import import_history
-from agent.stack import worker_command
 from agent.web.app import create_app
 from tests.conftest import add_batch
 from tests.synthetic import write_history
 from workers.app import make_app
+from workers.supervisor import worker_command
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 SMALL = {**FAST_BUDGET, "LABLOOP_SEED": "3"}

@@ -10,10 +10,9 @@ from __future__ import annotations
 from celery import Celery
 
 from agent.config import Settings, get_settings
+from agent.task_names import INGEST_TASK, PROPOSE_TASK, RETRAIN_TASK
 from workers.embedded_broker import TRANSPORT as EMBEDDED_TRANSPORT
-
-INGEST_QUEUE = "ingest"
-LEARNING_QUEUE = "learning"
+from workers.queues import INGEST_QUEUE, LEARNING_QUEUE
 
 
 def _embedded_transport_options(settings: Settings) -> dict[str, object]:
@@ -56,9 +55,9 @@ def make_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=INGEST_QUEUE,
         task_routes={
-            "labloop.ingest_file": {"queue": INGEST_QUEUE},
-            "labloop.retrain": {"queue": LEARNING_QUEUE},
-            "labloop.propose_batch": {"queue": LEARNING_QUEUE},
+            INGEST_TASK: {"queue": INGEST_QUEUE},
+            RETRAIN_TASK: {"queue": LEARNING_QUEUE},
+            PROPOSE_TASK: {"queue": LEARNING_QUEUE},
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,

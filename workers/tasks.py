@@ -22,7 +22,9 @@ from agent import campaign, planning, training
 from agent.config import Settings, get_settings
 from agent.db import get_engine
 from agent.ingest import Ingestor
-from workers.app import INGEST_QUEUE, LEARNING_QUEUE, app
+from agent.task_names import INGEST_TASK, PROPOSE_TASK, RETRAIN_TASK
+from workers.app import app
+from workers.queues import LEARNING_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def _ingestor() -> Ingestor:
     return Ingestor(_settings(), _engine())
 
 
-@app.task(name="labloop.ingest_file", bind=True, **INGEST_RETRY)
+@app.task(name=INGEST_TASK, bind=True, **INGEST_RETRY)
 def ingest_file(self: Task, name: str) -> dict[str, object]:
     """Record one inbox file (``name`` relative to the inbox)."""
     report = _ingestor().ingest(name)
@@ -79,20 +81,20 @@ def advance_batches(batch_ids: Iterable[int]) -> list[int]:
         if (number := campaign.record_progress(_engine(), batch_id)) is not None
     ]
     for number in completed:
-        retrain.apply_async(args=[number], queue=LEARNING_QUEUE)
+        retrain.apply_async(args=[number])
     return completed
 
 
-@app.task(name="labloop.retrain", **RETRY)
+@app.task(name=RETRAIN_TASK, **RETRY)
 def retrain(batch_number: int | None = None) -> int:
     """Train a new model on everything recorded; then propose the next batch."""
     settings = _settings()
     run = training.retrain(_engine(), settings, campaign.campaign_space(settings), batch_number)
-    propose_batch.apply_async(args=[run.version], queue=LEARNING_QUEUE)
+    propose_batch.apply_async(args=[run.version])
     return run.version
 
 
-@app.task(name="labloop.propose_batch", **RETRY)
+@app.task(name=PROPOSE_TASK, **RETRY)
 def propose_batch(model_version: int) -> int | None:
     """Write the next recipe file from a model version (once per version)."""
     settings = _settings()
@@ -106,7 +108,6 @@ def submit_ingest(name: str) -> None:
     """Queue the ingest of one inbox file; raises when the broker cannot take it."""
     ingest_file.apply_async(
         args=[name],
-        queue=INGEST_QUEUE,
         retry=True,
         retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
     )
@@ -136,7 +137,7 @@ def requeue_unfinished_work(first_wait: float = 1.0, longest_wait: float = 60.0)
             wait = min(longest_wait, wait * 2)
     for number in complete:
         log.info("batch %d is complete but untrained: retraining", number)
-        retrain.apply_async(args=[number], queue=LEARNING_QUEUE)
+        retrain.apply_async(args=[number])
     for version in unproposed:
         log.info("model v%d proposed no batch yet: proposing", version)
-        propose_batch.apply_async(args=[version], queue=LEARNING_QUEUE)
+        propose_batch.apply_async(args=[version])

@@ -41,7 +41,7 @@ from agent.web.drafts import gate_facts
 from agent.web.facts import BatchFacts
 from agent.web.gate import gate_routes
 from agent.web.guard import GuessLimiter, plain_text, protect_reading
-from agent.web.queues import WorkerProbe, queue_counter, with_held_tasks
+from workers.queues import WorkerProbe, queue_counter, with_held_tasks
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from agent.approval import ApprovalError, approve, edit, reject
 from agent.campaign import campaign_space, record_progress
 from agent.config import Settings
+from agent.task_names import RETRAIN_TASK
 from agent.web.guard import GuessLimiter, plain_text, token_matches, too_many_guesses
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def gate_routes(
         log.info("batch %d approved by %s on the status page", number, who)
         # results that came before the approval count now; the last one starts the retrain
         if (completed := record_progress(engine, batch.id)) is not None:
-            celery.send_task("labloop.retrain", args=[completed], queue="learning")
+            celery.send_task(RETRAIN_TASK, args=[completed])  # routed by the app
         return _back_to(number)
 
     @gate.post("/batches/<int:number>/edit")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -12,11 +13,12 @@ from sqlmodel import Session, select
 
 from agent.campaign import campaign_space
 from agent.config import Settings
-from agent.db import Batch, BatchState, Experiment
+from agent.db import Batch, BatchState, Experiment, Result
 from agent.planning import draft_path, propose_next_batch
 from agent.training import retrain
 from agent.web.app import create_app
 from tests.web.test_pages import batch_row
+from workers.app import make_app
 
 
 def test_approve_button_needs_the_token_and_releases_the_file(engine, small, with_history):
@@ -118,3 +120,23 @@ def _missing_cell(page: str, number: int) -> str:
     row = re.search(rf'<tr id="batch-{number}">.*?<td class="missing">(.*?)</td>', page, re.S)
     assert row, page
     return row.group(1)
+
+
+def test_approving_a_batch_whose_results_are_all_in_queues_its_retrain(engine, small, with_history):
+    """Results that came before the approval count once it is given: the page's approval
+    queues the retrain on the broker, routed to the learning queue."""
+    settings, batch = _gated(engine, small)
+    with Session(engine) as session:
+        samples = session.exec(select(Experiment).where(Experiment.batch_id == batch.id)).all()
+        for row, sample in enumerate(samples):
+            session.add(Result(experiment_id=sample.id, outcome="ok", discharge_mah_g=220.0,
+                               source_sha256="early", source_row=row))  # fmt: skip
+        session.commit()
+    assert settings.embedded_broker
+    client = create_app(settings, make_app(settings)).test_client()
+    answer = client.post("/batches/1/approve", data={"by": "J. Kim", "token": "lab-secret"})
+    assert answer.status_code == 302
+    queued = sorted((settings.state / "broker" / "queue").glob("*.msg"))
+    assert [path.name.split(".")[-2] for path in queued] == ["learning"]
+    headers = json.loads(queued[0].read_bytes())["headers"]
+    assert (headers["task"], headers["argsrepr"]) == ("labloop.retrain", "[1]")

@@ -18,10 +18,10 @@ from flask.testing import FlaskClient
 
 from agent.config import Settings
 from agent.db import init_db, make_engine
-from agent.stack import worker_command
 from agent.web.app import create_app
-from agent.web.queues import WorkerLine, WorkerProbe
 from workers.app import make_app
+from workers.queues import WorkerLine, WorkerProbe
+from workers.supervisor import worker_command
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
 

@@ -16,10 +16,9 @@ from pathlib import Path
 from agent.config import Settings
 from agent.heartbeat import WATCHER, Beater
 from agent.watcher import InboxWatcher, Submit
+from workers.queues import INGEST_QUEUE, LEARNING_QUEUE
 
 log = logging.getLogger(__name__)
-
-ALL_QUEUES = ("ingest", "learning")
 
 
 def worker_command(queues: Sequence[str], concurrency: int, name: str) -> list[str]:
@@ -36,7 +35,7 @@ def worker_command(queues: Sequence[str], concurrency: int, name: str) -> list[s
     """
     pool = (
         ["--pool", "solo"]
-        if list(queues) == ["learning"]
+        if list(queues) == [LEARNING_QUEUE]
         else ["--pool", "threads", "--concurrency", str(concurrency)]
     )
     return [
@@ -85,6 +84,17 @@ class WorkerSpec:
     concurrency: int
     name: str
     log_file: Path | None = None
+
+
+def machine_workers(ingest_concurrency: int, logs: Path | None = None) -> list[WorkerSpec]:
+    """One machine's workers: an ingest worker and a learning worker (logs: their folder,
+    else they log to ours)."""
+    return [
+        WorkerSpec((INGEST_QUEUE,), ingest_concurrency, INGEST_QUEUE,
+                   logs / "ingest-worker.log" if logs else None),
+        WorkerSpec((LEARNING_QUEUE,), 1, LEARNING_QUEUE,
+                   logs / "learning-worker.log" if logs else None),
+    ]  # fmt: skip
 
 
 class Workers:

@@ -26,10 +26,15 @@ from kombu.utils.url import maybe_sanitize_url
 
 from agent.db import as_utc
 from agent.heartbeat import ServiceBeat
-from agent.stack import ALL_QUEUES
 from agent.task_names import TASK_WORDS
 
 log = logging.getLogger(__name__)
+
+# the queues, by what their tasks need: reading files is quick and parallel; learning
+# (retrain, propose) is one long task at a time
+INGEST_QUEUE = "ingest"
+LEARNING_QUEUE = "learning"
+ALL_QUEUES = (INGEST_QUEUE, LEARNING_QUEUE)
 
 
 @dataclass(frozen=True)
