@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from agent.cycler.base import FailureClass
 from agent.db import Experiment, Origin, Result
-from agent.ingest import file_sha256
+from agent.files import sha256_of
 from agent.space import DesignSpace
 
 REQUIRED = ("initial_discharge_mah_g", "status")
@@ -57,7 +57,7 @@ def import_history(engine: Engine, path: Path, space: DesignSpace) -> ImportSumm
     ]  # fmt: skip
     if unknown:
         raise ValueError(f"{path.name}: unknown column(s) {', '.join(unknown)}")
-    sha = file_sha256(path)
+    sha = sha256_of(path)
     counts = dict.fromkeys(("added", "already", "ok", "failed", "unmeasured"), 0)
     with Session(engine) as session:
         known = set(session.exec(select(Experiment.sample_id)).all())

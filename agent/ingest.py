@@ -32,15 +32,13 @@ from agent.cycler import FirstCycle, ReadError, read_export
 from agent.cycler.base import MassSource
 from agent.cycler.classify import CellTest, Protocol, classify_cycle, from_sheet_row, needs_mass
 from agent.db import Experiment, FileStatus, IngestedFile, Origin, Result, get_engine, utcnow
-from agent.files import readable_name
+from agent.files import readable_name, sha256_of, write_atomic
 from agent.lease import LeaseKeeper
 from agent.masses import MassBook, read_masses
 from agent.sample_ids import find_sample_id, normalise_sample_id
 from agent.space import DesignSpace
 
 log = logging.getLogger(__name__)
-
-_CHUNK = 1 << 20
 
 
 class Rejected(Exception):
@@ -65,14 +63,6 @@ class IngestReport:
     reason: str | None = None
     sample_ids: tuple[str, ...] = ()
     batch_ids: tuple[int, ...] = field(default=())
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fingerprint(path: Path) -> tuple[int, int]:
@@ -125,7 +115,7 @@ class Ingestor:
         if not path.is_file():
             return self._report_gone(name)
         before = _fingerprint(path)
-        sha = file_sha256(path)
+        sha = sha256_of(path)
         unfinished = self._unfinished(name, sha)
         if unfinished is not None:
             self._place(path, unfinished, move=move)
@@ -147,7 +137,7 @@ class Ingestor:
             if rejected.cut_short and self._young(path):
                 return self._not_yet(row, f"{rejected} (tried again: the file is new)")
             return self._finish_quarantined(path, row, str(rejected), rejected.cycler_format, move)
-        if _fingerprint(path) != before or file_sha256(path) != sha:
+        if _fingerprint(path) != before or sha256_of(path) != sha:
             # replaced while we read it: the bytes we hashed are gone, so is their row;
             # the watcher sees the change and hands the new content on
             self._forget(row)
@@ -412,7 +402,9 @@ class Ingestor:
         destination = Path(row.stored_path)
         destination.parent.mkdir(parents=True, exist_ok=True)
         if row.status == FileStatus.QUARANTINED:
-            _write_atomic(destination.with_name(destination.name + ".error.txt"), _error_text(row))
+            write_atomic(
+                destination.with_name(destination.name + ".error.txt"), _error_text(row).encode()
+            )
         if destination.exists() or destination.is_symlink():
             return
         if not move:
@@ -483,12 +475,6 @@ def _error_text(row: IngestedFile) -> str:
         f"record:   ingested file #{row.id}, {row.finished_at:%Y-%m-%d %H:%M:%S} UTC\n"
         "what now: fix the cause, then drop the corrected file into the inbox again.\n"
     )
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _ends_mid_line(path: Path) -> bool:

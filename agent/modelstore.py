@@ -15,22 +15,12 @@ from sqlmodel import Session, select
 
 from agent.db import ModelRun
 from agent.errors import LabloopError
+from agent.files import write_once
 from agent.learning import TrainedModel
 
 
 class UntrustedModel(LabloopError, RuntimeError):
     """A model file whose bytes are not the ones labloop wrote: never unpickled."""
-
-
-def write_once(path: Path, payload: bytes) -> None:
-    """Write ``path`` atomically; fail if it already exists (files are never overwritten)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(payload)
-    try:
-        os.link(tmp, path)  # atomic, and refuses to replace an existing file
-    finally:
-        tmp.unlink()
 
 
 def next_version(engine: Engine) -> int:

@@ -19,8 +19,9 @@ from agent.acquisition import AcquisitionConfig, Evidence, propose_batch
 from agent.config import Settings
 from agent.db import Batch, BatchState, Experiment, ModelRun, Origin, Result
 from agent.errors import LabloopError
+from agent.files import sha256_if_there, write_once
 from agent.learning import TrainedModel, impute
-from agent.modelstore import latest_run, load_model, write_once
+from agent.modelstore import latest_run, load_model
 from agent.proposer import propose
 from agent.recipes import (
     ModelSummary,
@@ -32,7 +33,6 @@ from agent.recipes import (
     write_draft,
     write_recipe_file,
 )
-from agent.recipes import file_sha256 as recipe_sha256_of
 from agent.sample_ids import format_sample_id
 from agent.space import DesignSpace
 from agent.training_data import load_training_set
@@ -261,7 +261,7 @@ def _ensure_file(engine: Engine, space: DesignSpace, batch: Batch) -> Batch:
     expected = hashlib.sha256(render(space, samples)).hexdigest()
     with suppress(FileExistsError):  # written by a concurrent call or before a crash
         write_recipe_file(path, space, samples)
-    found = recipe_sha256_of(path)
+    found = sha256_if_there(path)
     if found != expected:
         log.error("%s is not the file labloop wrote for batch %d: left alone", path, batch.number)
         return batch
@@ -289,7 +289,7 @@ def _write_about(engine: Engine, batch: Batch) -> None:
 def recipe_is_ours(batch: Batch) -> bool:
     """The batch's recipe file is there, byte for byte as labloop wrote it."""
     return batch.recipe_sha256 is not None and (
-        recipe_sha256_of(Path(batch.recipe_file)) == batch.recipe_sha256
+        sha256_if_there(Path(batch.recipe_file)) == batch.recipe_sha256
     )
 
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.modelstore import write_once
+from agent.files import write_atomic, write_once
 from agent.space import DesignSpace
 
 PREDICTION_COLUMNS = (
@@ -164,21 +163,9 @@ def write_recipe_file(path: Path, space: DesignSpace, samples: Sequence[PlannedS
     return hashlib.sha256(payload).hexdigest()
 
 
-def file_sha256(path: Path) -> str | None:
-    """The sha256 of a file, None when it is not there."""
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return None
-
-
 def write_draft(path: Path, space: DesignSpace, samples: Sequence[PlannedSample]) -> Path:
     """Write (or rewrite) a draft for review: atomic, so a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(render(space, samples))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, render(space, samples))
 
 
 def read_recipe_file(path: Path, space: DesignSpace) -> list[PlannedSample]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.files import write_atomic
 from agent.lab.failures import Kind
 
 ONE_C_MAH_G = 210.0
@@ -454,17 +454,6 @@ FORMATS: dict[str, ExportFormat] = {
 
 
 # -- files ------------------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a dot-prefixed temp file in the same folder."""
-    temp = path.with_name(f".{path.name}.tmp")
-    with temp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    return path
 
 
 def write_export(

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agent.lab.exports import write_atomic
+from agent.files import write_atomic
 from agent.lab.failures import NOISE_MAH_G, draw_synthesis
 from agent.lab.truth import (
     BASELINE,
