@@ -32,6 +32,7 @@ from agent.cycler import FirstCycle, ReadError, read_export
 from agent.cycler.base import MassSource
 from agent.cycler.classify import CellTest, Protocol, classify_cycle, from_sheet_row, needs_mass
 from agent.db import Experiment, FileStatus, IngestedFile, Origin, Result, get_engine, utcnow
+from agent.errors import LabloopError
 from agent.files import readable_name, sha256_of, write_atomic
 from agent.lease import LeaseKeeper
 from agent.masses import MassBook, read_masses
@@ -41,7 +42,7 @@ from agent.space import DesignSpace
 log = logging.getLogger(__name__)
 
 
-class Rejected(Exception):
+class Rejected(LabloopError):
     """The file cannot be recorded; the message says why and what to do."""
 
     def __init__(

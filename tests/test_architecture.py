@@ -5,6 +5,7 @@ The contracts are in pyproject.toml (`[tool.importlinter]`); `lint-imports` runs
 
 from __future__ import annotations
 
+import importlib
 import os
 import pkgutil
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from importlinter.cli import lint_imports
 
 import agent
+from agent.errors import LabloopError
 
 REPO = Path(__file__).resolve().parents[1]
 # the edges: they start workers, send tasks and read queues; nothing else may
@@ -60,3 +62,21 @@ def test_the_broker_contract_catches_a_forbidden_import(tmp_path: Path) -> None:
     )  # fmt: skip
     assert linted.returncode == 1, linted.stdout + linted.stderr
     assert "agent.ingest -> celery" in linted.stdout, linted.stdout
+
+
+def test_every_error_labloop_raises_on_purpose_has_the_one_base() -> None:
+    """The CLI maps LabloopError to one line and exit 2: an error class outside it would
+    show a person a traceback for a situation labloop expected."""
+    own: list[type] = []
+    for module in pkgutil.walk_packages(agent.__path__, "agent."):
+        if ".migrations" in module.name:
+            continue  # alembic's scripts, run by alembic
+        loaded = importlib.import_module(module.name)
+        own += [
+            value for value in vars(loaded).values()
+            if isinstance(value, type) and issubclass(value, BaseException)
+            and value.__module__ == module.name
+        ]  # fmt: skip
+    names = {f"{error.__module__}.{error.__name__}": error for error in own}
+    assert {"agent.cycler.base.ReadError", "agent.ingest.Rejected"} <= names.keys()
+    assert [name for name, error in names.items() if not issubclass(error, LabloopError)] == []

@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from agent.errors import LabloopError
 
-class ReadError(Exception):
+
+class ReadError(LabloopError):
     """The file is of a known format but its content cannot give a first cycle."""
 
 
