@@ -19,14 +19,12 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from agent.cycler.base import FailureClass
+from agent.cycler.base import STATUS_WORDS, Outcome, hand_entered_failure
 from agent.db import Experiment, Origin, Result
 from agent.files import sha256_of
 from agent.space import DesignSpace
 
 REQUIRED = ("initial_discharge_mah_g", "status")
-OK_WORDS = {"ok", "success", "succeeded"}
-FAILED_WORDS = {"failed", "fail", "failure"}
 
 
 @dataclass(frozen=True)
@@ -66,8 +64,8 @@ def import_history(engine: Engine, path: Path, space: DesignSpace) -> ImportSumm
             if sample_id in known:
                 counts["already"] += 1
                 continue
-            status = str(row["status"]).strip().lower()
-            if status not in OK_WORDS | FAILED_WORDS:
+            status = STATUS_WORDS.get(str(row["status"]).strip().lower())
+            if status is None:
                 raise ValueError(f"{path.name} line {row_number}: status {row['status']!r}")
             parameters = {n: _value(row[n]) for n in space.columns if n in row}
             experiment = Experiment(
@@ -90,15 +88,15 @@ def import_history(engine: Engine, path: Path, space: DesignSpace) -> ImportSumm
 
 
 def _result(
-    row: dict[str, Any], status: str, capacity: Any, experiment_id: int, sha: str, line: int
+    row: dict[str, Any], status: Outcome, capacity: Any, experiment_id: int, sha: str, line: int
 ) -> Result | None:
     reason = _value(row.get("reason"))
-    if status in OK_WORDS:
+    if status is Outcome.OK:
         if capacity is None:
             return None
         return Result(experiment_id=experiment_id, outcome="ok", discharge_mah_g=float(capacity),
                       reason=reason, source_sha256=sha, source_row=line)  # fmt: skip
-    failure_class = FailureClass(_value(row.get("failure_class")) or FailureClass.SYNTHESIS)
+    failure_class = hand_entered_failure(_value(row.get("failure_class")))
     return Result(
         experiment_id=experiment_id, outcome="failed", failure_class=failure_class,
         reason=reason, discharge_mah_g=None if capacity is None else float(capacity),

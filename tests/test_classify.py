@@ -219,8 +219,11 @@ def test_needs_mass_only_when_nothing_gives_one():
     )
 
 
-def test_sheet_failure_defaults_to_synthesis_and_ok_keeps_no_class():
-    failed = from_sheet_row(SheetRow("B001-S02", Outcome.FAILED, 3, reason="sintered"), "sheet")
+def test_a_sheet_row_is_taken_as_the_lab_judged_it_and_ok_keeps_no_class():
+    failed = from_sheet_row(
+        SheetRow("B001-S02", Outcome.FAILED, 3, reason="sintered",
+                 failure_class=FailureClass.SYNTHESIS), "sheet"
+    )  # fmt: skip
     assert failed.failure_class is FailureClass.SYNTHESIS
     assert failed.source_row == 3
     ok = from_sheet_row(SheetRow("B001-S01", Outcome.OK, 2, discharge_mah_g=221.0), "sheet")

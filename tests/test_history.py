@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
+from agent.cycler import read_export
 from agent.db import Experiment, Result
 from agent.history import import_history
 from agent.space import DesignSpace
@@ -62,3 +63,26 @@ def test_bad_history_files_are_refused_with_the_reason(engine, tmp_path):
     path.write_text(f"{HEADER},colour\n0.92,750,LiOH,214,ok,,red\n")
     with pytest.raises(ValueError, match="unknown column.*colour"):
         import_history(engine, path, SPACE)
+
+
+@pytest.mark.parametrize("word", ["ok", "Success", "succeeded", "failed", "FAIL", "failure"])
+def test_history_and_result_sheets_read_a_status_word_alike(engine, tmp_path, word):
+    """One vocabulary for results entered by hand: a word a sheet accepts, a history file
+    accepts, with the same outcome; a failure without a class is a synthesis failure in both."""
+    ok = word.lower() in ("ok", "success", "succeeded")
+    history = tmp_path / "history.csv"
+    history.write_text(f"sample_id,{HEADER}\nH1,0.92,750,LiOH,{214.2 if ok else ''},{word},\n")
+    import_history(engine, history, SPACE)
+    with Session(engine) as session:
+        stored = session.exec(select(Result)).one()
+    sheet = tmp_path / "B001-S01.csv"
+    sheet.write_text(
+        f"sample_id,initial_discharge_mah_g,status,reason\nB001-S01,{214.2 if ok else ''},{word},\n"
+    )
+    [row] = read_export(sheet)
+    assert (stored.outcome, stored.failure_class) == (
+        row.status.value,
+        None if row.failure_class is None else row.failure_class.value,
+    )
+    assert stored.outcome == ("ok" if ok else "failed")
+    assert stored.failure_class == (None if ok else "synthesis")

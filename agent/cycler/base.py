@@ -40,6 +40,20 @@ class FailureClass(StrEnum):
     UNTESTED = "untested"
 
 
+# how a person writes the status of a result entered by hand (result sheets, history files)
+STATUS_WORDS = {
+    "ok": Outcome.OK, "success": Outcome.OK, "succeeded": Outcome.OK,
+    "failed": Outcome.FAILED, "fail": Outcome.FAILED, "failure": Outcome.FAILED,
+}  # fmt: skip
+
+
+def hand_entered_failure(named: str | None) -> FailureClass:
+    """The class of a failure entered by hand: as named, else **synthesis**. A result a
+    person marks failed without saying why is a recipe that produced nothing to test.
+    ValueError for a name that is not a class."""
+    return FailureClass(named) if named else FailureClass.SYNTHESIS
+
+
 class MassSource(StrEnum):
     FILE = "file"  # the export carries the active mass (or a specific-capacity column)
     SIDECAR = "sidecar"  # masses.csv in the inbox

@@ -245,13 +245,10 @@ def ends_inside_first_cycle(cycle: FirstCycle, protocol: Protocol) -> bool:
 
 def from_sheet_row(row: SheetRow, cycler_format: str) -> CellTest:
     """A hand-entered result is taken as the lab judged it."""
-    failure_class = row.failure_class
-    if row.status is Outcome.FAILED and failure_class is None:
-        failure_class = FailureClass.SYNTHESIS
     return CellTest(
         sample_id=row.sample_id,
         outcome=row.status,
-        failure_class=failure_class if row.status is Outcome.FAILED else None,
+        failure_class=row.failure_class if row.status is Outcome.FAILED else None,
         reason=row.reason,
         cycler_format=cycler_format,
         charge_mah_g=row.charge_mah_g,

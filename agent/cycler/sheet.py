@@ -7,7 +7,8 @@ Columns (header names case-insensitive, separated by commas, semicolons or tabs)
 * any other column is a recipe parameter: a number if it parses as one, else text
   (empty cells are left out).
 
-``status`` is ``ok``/``success`` or ``failed``/``fail``. An ok row needs a positive number in
+``status`` is ``ok``/``success``/``succeeded`` or ``failed``/``fail``/``failure``
+(`base.STATUS_WORDS`, as in history files). An ok row needs a positive number in
 ``initial_discharge_mah_g``. A failed row without a ``failure_class`` is a **synthesis**
 failure: a result entered by hand as failed is a recipe that produced nothing to test. Row
 numbers are the file's line numbers (the header is row 1), as a spreadsheet shows them.
@@ -18,19 +19,20 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from agent.cycler.base import FailureClass, Outcome, ReadError, SheetRow
+from agent.cycler.base import (
+    STATUS_WORDS,
+    FailureClass,
+    Outcome,
+    ReadError,
+    SheetRow,
+    hand_entered_failure,
+)
 from agent.cycler.parsing import delimiter_of, guard, open_text, parse_float
 
 FORMAT = "result-sheet"
 
 REQUIRED = ("sample_id", "initial_discharge_mah_g", "status", "reason")
 OPTIONAL = ("initial_charge_mah_g", "failure_class")
-_STATUS = {
-    "ok": Outcome.OK,
-    "success": Outcome.OK,
-    "failed": Outcome.FAILED,
-    "fail": Outcome.FAILED,
-}
 _BLANK = {"", "-", "none", "n/a", "na"}
 
 
@@ -75,7 +77,7 @@ def _row(
     where = f"result sheet row {number} ({sample_id or 'no sample_id'})"
     if not sample_id:
         raise ReadError(f"{where}: sample_id is empty")
-    status = _STATUS.get(cells["status"].lower())
+    status = STATUS_WORDS.get(cells["status"].lower())
     if status is None:
         raise ReadError(f"{where}: status {cells['status']!r} is not ok or failed")
     discharge = _number(cells, "initial_discharge_mah_g", where, comma)
@@ -90,11 +92,9 @@ def _row(
             )
         if failure not in _BLANK:
             raise ReadError(f"{where}: failure_class {failure!r} given for an ok row")
-    elif failure in _BLANK:
-        failure_class = FailureClass.SYNTHESIS
     else:
         try:
-            failure_class = FailureClass(failure)
+            failure_class = hand_entered_failure(None if failure in _BLANK else failure)
         except ValueError:
             allowed = ", ".join(item.value for item in FailureClass)
             raise ReadError(f"{where}: failure_class {failure!r} is not one of {allowed}") from None
