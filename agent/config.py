@@ -21,7 +21,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agent.cycler.classify import Protocol
+
 EMBEDDED_BROKER = "filesystem://localhost//"
+_PROTOCOL = Protocol()  # its defaults are the settings' defaults
 # the same code paths on small learning and swarm budgets, as environment variables: the
 # demo's --fast (a quick look) and the tests
 FAST_BUDGET = {
@@ -70,24 +73,19 @@ class Settings(BaseSettings):
     # name of the sidecar in the inbox that maps sample_id -> active_mass_mg
     masses_file: str = "masses.csv"
 
-    # the lab's test protocol (PAPER.md: 0.1C, 4.25-2.75 V); a test is judged against it
-    charge_cutoff_v: float = 4.25
-    discharge_cutoff_v: float = 2.75
-    cutoff_tolerance_v: float = Field(default=0.05, ge=0)
-    plausible_min_mah_g: float = 50.0
-    plausible_max_mah_g: float = 300.0
-    # a cathode's first discharge gives back less than its first charge put in; above this
-    # coulombic efficiency the numbers are an artifact
-    plausible_max_ce: float = Field(default=1.1, gt=0)
-    # a first discharge that ends this far above discharge_cutoff_v ran another protocol
-    discharge_end_margin_v: float = Field(default=0.2, ge=0)
-    # a first "charge" below this is a residual current, not a charge
-    min_charge_mah_g: float = Field(default=1.0, ge=0)
-    # a discharge from open circuit before the first charge, at most this fraction of that
-    # charge, is a conditioning step and skipped; a larger one means the test discharges first
-    conditioning_max_fraction: float = Field(default=0.05, ge=0)
-    # a test whose voltage never reaches this is not of a cathode (an anode half cell)
-    cathode_min_v: float = 2.5
+    # the lab's test protocol (PAPER.md: 0.1C, 4.25-2.75 V); a test is judged against it.
+    # The defaults are the protocol's own (agent.cycler.classify.Protocol, where each is
+    # explained); ingest builds a Protocol from these once.
+    charge_cutoff_v: float = _PROTOCOL.charge_cutoff_v
+    discharge_cutoff_v: float = _PROTOCOL.discharge_cutoff_v
+    cutoff_tolerance_v: float = Field(default=_PROTOCOL.cutoff_tolerance_v, ge=0)
+    plausible_min_mah_g: float = _PROTOCOL.plausible_min_mah_g
+    plausible_max_mah_g: float = _PROTOCOL.plausible_max_mah_g
+    plausible_max_ce: float = Field(default=_PROTOCOL.plausible_max_ce, gt=0)
+    discharge_end_margin_v: float = Field(default=_PROTOCOL.discharge_end_margin_v, ge=0)
+    min_charge_mah_g: float = Field(default=_PROTOCOL.min_charge_mah_g, ge=0)
+    conditioning_max_fraction: float = Field(default=_PROTOCOL.conditioning_max_fraction, ge=0)
+    cathode_min_v: float = _PROTOCOL.cathode_min_v
 
     # A worker holds a file for this long and renews the hold every third of it while it
     # works, so a slow file is never taken from a live worker; one that dies (kill -9,
