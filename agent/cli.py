@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,6 +23,10 @@ from agent import config
 from agent.errors import LabloopError
 from agent.lab.cli import lab_app
 from agent.lab.truth import LABS
+
+if TYPE_CHECKING:  # imported where used: `labloop --help` stays quick
+    from agent.status import BatchProgress
+    from agent.task_failures import FailureFacts
 
 app = typer.Typer(help="labloop: cycler files in, next NCM recipes out.", no_args_is_help=True)
 # results on stdout; logs and errors on stderr, so a pipe gets only the results
@@ -236,13 +240,7 @@ def status() -> None:
                 when, escape(failure.what), escape(f"{failure.error_type}: {failure.message}")
             )
         console.print(gave_up)
-    held = by_batch(facts.task_failures)
-    batches = Table("batch", "state", "samples", "with result", "ok", "failed", title="batches")
-    for b in facts.batches:
-        label = "history/manual" if b.number is None else f"B{b.number:03d}"
-        state = f"{b.state}, {held[b.number].step} failed" if b.number in held else b.state
-        batches.add_row(label, state, str(b.samples), str(b.with_result), str(b.ok), str(b.failed))
-    console.print(batches)
+    _print_batches(facts.batches, by_batch(facts.task_failures))
     if facts.failures:
         failures = Table("sample", "class", "reason", title="recent failed tests")
         for f in facts.failures:
@@ -415,9 +413,11 @@ def batch_list() -> None:
     """Every batch with its state and results in."""
     from agent.db import get_engine
     from agent.status import build_status
+    from agent.task_failures import by_batch
 
     settings = _settings()
-    _print_batches(build_status(get_engine(settings.database_url)).batches)
+    facts = build_status(get_engine(settings.database_url))
+    _print_batches(facts.batches, by_batch(facts.task_failures))
 
 
 @batch_app.command("close")
@@ -502,12 +502,13 @@ def batch_edit(
     console.print(f"{sample} changed; predicted {experiment.predicted_mah_g:.1f} mAh/g")
 
 
-def _print_batches(batches) -> None:  # noqa: ANN001 - list of BatchProgress
+def _print_batches(batches: list[BatchProgress], held: dict[int, FailureFacts]) -> None:
+    """The batches table; a batch a failed retrain or proposal holds up says so."""
     table = Table("batch", "state", "samples", "with result", "ok", "failed", title="batches")
     for b in batches:
         label = "history/manual" if b.number is None else f"B{b.number:03d}"
-        table.add_row(label, b.state, str(b.samples), str(b.with_result), str(b.ok),
-                      str(b.failed))  # fmt: skip
+        state = f"{b.state}, {held[b.number].step} failed" if b.number in held else b.state
+        table.add_row(label, state, str(b.samples), str(b.with_result), str(b.ok), str(b.failed))
     console.print(table)
 
 

@@ -53,9 +53,11 @@ def env_of(settings: Settings) -> dict[str, str]:
             "COLUMNS": "250"}  # fmt: skip
 
 
-def status(settings: Settings) -> str:
-    done = subprocess.run([sys.executable, "-m", "agent.cli", "status"], env=env_of(settings),
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+def status(settings: Settings, *command: str) -> str:
+    """What ``labloop status`` (or another read-only ``command``) prints."""
+    done = subprocess.run([sys.executable, "-m", "agent.cli", *(command or ["status"])],
+                          env=env_of(settings), capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -90,6 +92,7 @@ def test_a_failed_retrain_is_shown_until_a_rerun_trains_the_batch(
         assert "retrain of batch 1" in shown and "NotEnoughData" in shown, shown
         assert "learning worker: beat" in shown
         assert "complete, retrain failed" in shown
+        assert "complete, retrain failed" in status(redis_home, "batch", "list")
         html = page.get("/").get_data(as_text=True)
         assert "Batch 1: retrain failed" in html
         assert "retrain of batch 1 failed: NotEnoughData" in html
