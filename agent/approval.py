@@ -15,9 +15,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from agent.campaign import batch_by_number
-from agent.db import Batch, BatchState, Experiment, ModelRun, utcnow
+from agent.db import Batch, BatchState, Experiment, utcnow
 from agent.errors import LabloopError
-from agent.modelstore import load_model
+from agent.modelstore import load_model, run_by_version
 from agent.planning import draft_path, predicted_as_proposed, release, samples_of
 from agent.recipes import write_draft
 from agent.space import DesignSpace
@@ -94,8 +94,8 @@ def edit(
         for derived in space.derived:
             recipe[derived.name] = float(derived.compute(recipe))
         space.validate(recipe)  # ValueError naming the offending parameter
-        run = session.exec(select(ModelRun).where(ModelRun.version == batch.model_version)).one()
-        mean, std, p_success = predicted_as_proposed(load_model(run), space, recipe, strategy)
+        model = load_model(run_by_version(engine, batch.model_version))
+        mean, std, p_success = predicted_as_proposed(model, space, recipe, strategy)
         experiment.parameters = recipe
         experiment.predicted_mah_g = mean
         experiment.predicted_std_mah_g = std

@@ -65,3 +65,10 @@ def load_model(run: ModelRun) -> TrainedModel:
 def latest_run(engine: Engine) -> ModelRun | None:
     with Session(engine) as session:
         return session.exec(select(ModelRun).order_by(ModelRun.version.desc())).first()
+
+
+def run_by_version(engine: Engine, version: int | None) -> ModelRun | None:
+    """The run of model ``version``; None when there is none (a batch from a recipe file
+    the lab wrote itself has no model)."""
+    with Session(engine) as session:
+        return session.exec(select(ModelRun).where(ModelRun.version == version)).first()

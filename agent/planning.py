@@ -21,7 +21,7 @@ from agent.db import Batch, BatchState, Experiment, ModelRun, Origin, Result
 from agent.errors import LabloopError
 from agent.files import sha256_if_there, write_once
 from agent.learning import TrainedModel, impute
-from agent.modelstore import latest_run, load_model
+from agent.modelstore import latest_run, load_model, run_by_version
 from agent.proposer import propose
 from agent.recipes import (
     ModelSummary,
@@ -277,8 +277,7 @@ def _ensure_file(engine: Engine, space: DesignSpace, batch: Batch) -> Batch:
 def _write_about(engine: Engine, batch: Batch) -> None:
     """The text beside the recipe file saying what its columns mean and which model made it."""
     path = Path(batch.recipe_file)
-    with Session(engine) as session:
-        run = session.exec(select(ModelRun).where(ModelRun.version == batch.model_version)).first()
+    run = run_by_version(engine, batch.model_version)
     if run is None:  # a batch from a recipe file the lab wrote itself
         return
     model = ModelSummary(run.version, run.n_train, run.cv_rmse, run.cv_r2, run.region_cv_rmse)

@@ -42,14 +42,6 @@ def run_for_batch(engine: Engine, batch_number: int) -> ModelRun | None:
         return session.exec(select(ModelRun).where(ModelRun.trigger_batch == batch_number)).first()
 
 
-def run_by_version(engine: Engine, version: int) -> ModelRun:
-    with Session(engine) as session:
-        run = session.exec(select(ModelRun).where(ModelRun.version == version)).first()
-    if run is None:
-        raise LookupError(f"no model v{version}")
-    return run
-
-
 def retrain(
     engine: Engine,
     settings: Settings,

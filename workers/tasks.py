@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from agent import campaign, planning, training
+from agent import campaign, modelstore, planning, training
 from agent.config import Settings, get_settings
 from agent.db import get_engine
 from agent.ingest import Ingestor
@@ -99,7 +99,9 @@ def propose_batch(model_version: int) -> int | None:
     """Write the next recipe file from a model version (once per version)."""
     settings = _settings()
     engine = _engine()
-    run = training.run_by_version(engine, model_version)
+    run = modelstore.run_by_version(engine, model_version)
+    if run is None:
+        raise LookupError(f"no model v{model_version}")
     batch = planning.propose_next_batch(engine, settings, campaign.campaign_space(settings), run)
     return None if batch is None else batch.number
 
