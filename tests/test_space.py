@@ -87,6 +87,10 @@ def test_default_space_is_the_campaign_table() -> None:
     assert SPACE.columns[:3] == ("ni_fraction", "co_fraction", "mn_fraction")
     assert SPACE.label("calcination_temp_c") == "calcination_temp_c [°C]"
     assert SPACE.label("mn_fraction") == "mn_fraction [mol frac]"
+    # every number says its unit in the recipe file's header (Li/M is a molar ratio)
+    assert SPACE.label("li_ratio") == "li_ratio [mol Li/mol (Ni+Co+Mn)]"
+    numbers = [n for n, p in SPACE.parameters.items() if p.kind == "continuous"]
+    assert [n for n in numbers if "[" not in SPACE.label(n)] == []
     assert SPACE.label("li_source") == "li_source"
     # 14 numeric dimensions + one per choice of the three categoricals
     assert SPACE.dim == 14 + 2 + 5 + 2
