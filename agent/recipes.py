@@ -42,10 +42,12 @@ class PlannedSample:
     probe: str | None = None
 
 
+# the sample id the column meanings use as an example; beside a recipe file, one of its own
+EXAMPLE_SAMPLE = "B004-S03"
 # what each column of a recipe file means: written beside every recipe file, shown on the page
 COLUMN_MEANINGS = (
     ("sample_id", "label the cell's export with it, in the file name or the test name "
-                  "(B004-S03.csv); labloop matches results by it"),
+                  f"({EXAMPLE_SAMPLE}.csv); labloop matches results by it"),
     ("recipe columns", "the recipe to make, on the design space's grid; units in the header; "
                        "a blank cell is a step that does not apply, as the header says (no "
                        "coating: no coating amount, temperature or time)"),
@@ -81,6 +83,7 @@ def about_text(recipe_name: str, batch_number: int, model: ModelSummary) -> str:
         else ""
     )
     width = max(len(name) for name, _ in COLUMN_MEANINGS)
+    own_sample = f"B{batch_number:03d}-S03"
     lines = [
         f"{recipe_name}: the recipes labloop proposes for batch {batch_number}.",
         "",
@@ -89,7 +92,10 @@ def about_text(recipe_name: str, batch_number: int, model: ModelSummary) -> str:
         f"mean over the test folds){region}.",
         "",
         "Columns:",
-        *(f"  {name:<{width}}  {meaning}" for name, meaning in COLUMN_MEANINGS),
+        *(
+            f"  {name:<{width}}  {meaning.replace(EXAMPLE_SAMPLE, own_sample)}"
+            for name, meaning in COLUMN_MEANINGS
+        ),
         "",
         "Drop each cell's cycler export (or a result sheet, failed syntheses included) into "
         "the inbox; the tenth result of the batch starts the next proposal.",

@@ -140,6 +140,7 @@ def test_a_recipe_file_comes_with_text_saying_what_it_holds(engine, small, with_
     for column in header[header.index("predicted_capacity_mah_g") :]:
         assert f"  {column}" in about or f", {column}" in about, column
     assert "p_success" in about and "0.5 where none is near" in about
+    assert "(B001-S03.csv)" in about and "B004" not in about  # an example of its own batch
 
 
 def test_a_model_file_left_without_its_row_is_set_aside_not_fatal(engine, small, with_history):
