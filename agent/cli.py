@@ -264,8 +264,23 @@ def health(
         str,
         typer.Argument(help="watcher, or a worker's queues: ingest, learning", metavar="SERVICE"),
     ],
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="the machine whose SERVICE is checked (default: this one)", metavar="HOST"
+        ),
+    ] = None,
+    any_host: Annotated[
+        bool, typer.Option("--any-host", help="healthy if SERVICE beats on any machine")
+    ] = False,
 ) -> None:
-    """Exit 0 when SERVICE's last heartbeat is fresh, 1 otherwise (for health checks)."""
+    """Exit 0 when SERVICE's last heartbeat is fresh, 1 otherwise (for health checks).
+
+    A container's check asks about its own machine: another machine's fresh worker must not
+    keep a dead one here looking healthy.
+    """
+    import socket
+
     from sqlalchemy.exc import SQLAlchemyError
 
     from agent.db import get_engine
@@ -279,9 +294,15 @@ def health(
         raise typer.Exit(1) from error
     known = sorted({b.service for b in beats})
     beats = [b for b in beats if b.service == service]
+    here = host or socket.gethostname()
+    elsewhere = sorted({b.host for b in beats if b.host != here})
+    if not any_host:
+        beats = [b for b in beats if b.host == here]
     for beat in beats:
         console.print(escape(beat.describe()))
-    if not beats:  # a typo, or a service that never started: say which ones did beat
+    if not beats and elsewhere:
+        errors.print(f"{service}: no heartbeat from {here} (it beats on {', '.join(elsewhere)})")
+    elif not beats:  # a typo, or a service that never started: say which ones did beat
         seen = f" (services that beat: {', '.join(known)})" if known else ""
         errors.print(f"{service}: no heartbeat recorded{seen}")
     raise typer.Exit(0 if any(b.fresh for b in beats) else 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -37,20 +38,27 @@ def test_health_exits_0_for_a_fresh_beat_and_1_for_a_stale_or_missing_one(tmp_pa
     beat(engine, "watcher", "lab-pc", None)
     beat(engine, "learning", "lab-pc", "retraining batch 3")
 
-    fresh = labloop(tmp_path, database_url, "health", "watcher")
+    fresh = labloop(tmp_path, database_url, "health", "watcher", "--host", "lab-pc")
     assert fresh.returncode == 0, fresh.stderr
     assert re.search(r"^watcher: beat \d+ s ago$", fresh.stdout, re.M), fresh.stdout
+    # a check asks about its own machine: lab-pc's fresh watcher does not make it healthy
+    here = labloop(tmp_path, database_url, "health", "watcher")
+    assert here.returncode == 1
+    assert f"watcher: no heartbeat from {socket.gethostname()} (it beats on lab-pc)" in (
+        here.stderr
+    )
+    assert labloop(tmp_path, database_url, "health", "watcher", "--any-host").returncode == 0
     age_beat(engine, "learning", 6)  # a command starts in a few seconds on a loaded machine
-    busy = labloop(tmp_path, database_url, "health", "learning")
+    busy = labloop(tmp_path, database_url, "health", "learning", "--host", "lab-pc")
     assert busy.returncode == 0, busy.stderr
     assert re.search(r"learning worker: busy retraining batch 3, beat \d+ (s|min) ago", busy.stdout)
 
     age_beat(engine, "watcher", 600)  # three beats of 60 s missed, and more
     age_beat(engine, "learning", 6)
-    stale = labloop(tmp_path, database_url, "health", "watcher")
+    stale = labloop(tmp_path, database_url, "health", "watcher", "--any-host")
     assert stale.returncode == 1
     assert "stale" in stale.stdout
-    missing = labloop(tmp_path, database_url, "health", "ingest")
+    missing = labloop(tmp_path, database_url, "health", "ingest", "--any-host")
     assert missing.returncode == 1
     assert "ingest: no heartbeat recorded (services that beat: learning, watcher)" in (
         missing.stderr
