@@ -21,10 +21,15 @@ from sqlmodel import Session, select
 
 from agent.cycler.base import STATUS_WORDS, Outcome, hand_entered_failure
 from agent.db import Experiment, Origin, Result
+from agent.errors import LabloopError
 from agent.files import sha256_of
 from agent.space import DesignSpace
 
 REQUIRED = ("initial_discharge_mah_g", "status")
+
+
+class HistoryError(LabloopError, ValueError):
+    """A history file that cannot be imported as it stands; nothing of it is stored."""
 
 
 @dataclass(frozen=True)
@@ -43,18 +48,36 @@ def _value(raw: Any) -> Any:
     return raw.item() if hasattr(raw, "item") else raw
 
 
+def _read(path: Path) -> pd.DataFrame:
+    """The history's rows, or a HistoryError saying why they cannot be read."""
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise HistoryError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise HistoryError(f"{path} is a folder; give the history's CSV file") from None
+    except UnicodeDecodeError:
+        raise HistoryError(f"{path.name}: not UTF-8 text; save it as CSV (UTF-8)") from None
+    except pd.errors.EmptyDataError:
+        raise HistoryError(f"{path.name}: empty, no header row") from None
+    except pd.errors.ParserError as error:
+        raise HistoryError(f"{path.name}: not a CSV table ({error})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
 def import_history(engine: Engine, path: Path, space: DesignSpace) -> ImportSummary:
-    frame = pd.read_csv(path)
-    frame.columns = [c.strip() for c in frame.columns]
+    """Store every row of the history file at ``path``; HistoryError if it cannot be read."""
+    frame = _read(path)
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path.name}: missing column(s) {', '.join(missing)}")
+        raise HistoryError(f"{path.name}: missing column(s) {', '.join(missing)}")
     unknown = [
         c for c in frame.columns
         if c not in space.columns and c not in (*REQUIRED, "reason", "sample_id", "failure_class")
     ]  # fmt: skip
     if unknown:
-        raise ValueError(f"{path.name}: unknown column(s) {', '.join(unknown)}")
+        raise HistoryError(f"{path.name}: unknown column(s) {', '.join(unknown)}")
     sha = sha256_of(path)
     counts = dict.fromkeys(("added", "already", "ok", "failed", "unmeasured"), 0)
     with Session(engine) as session:
@@ -66,7 +89,10 @@ def import_history(engine: Engine, path: Path, space: DesignSpace) -> ImportSumm
                 continue
             status = STATUS_WORDS.get(str(row["status"]).strip().lower())
             if status is None:
-                raise ValueError(f"{path.name} line {row_number}: status {row['status']!r}")
+                raise HistoryError(
+                    f"{path.name} line {row_number}: status {row['status']!r} is not one of "
+                    f"{', '.join(STATUS_WORDS)}"
+                )
             parameters = {n: _value(row[n]) for n in space.columns if n in row}
             experiment = Experiment(
                 sample_id=sample_id, origin=Origin.HISTORICAL, parameters=parameters

@@ -114,6 +114,20 @@ def test_expected_situations_are_one_line_on_stderr_with_exit_2(tmp_path):
     assert closed.returncode == 2
     assert closed.stderr.strip() == ("labloop: batch 7 is not open (unknown, or complete already)")
 
+    # history files that cannot be imported: where they are missing, unreadable or misshapen
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("ni_fraction,r\u00e9sum\u00e9\n".encode("latin-1"))
+    (tmp_path / "no-status.csv").write_text("ni_fraction,initial_discharge_mah_g\n0.92,210\n")
+    (tmp_path / "blank.csv").write_text("")
+    for name, says in [("nowhere.csv", "no such file"), ("latin1.csv", "not UTF-8 text"),
+                       ("no-status.csv", "missing column(s) status"),
+                       ("blank.csv", "empty, no header row")]:  # fmt: skip
+        refused = labloop(empty, "import-history", str(tmp_path / name))
+        assert refused.returncode == 2, (name, refused.stderr)
+        last = refused.stderr.strip().splitlines()[-1]
+        assert last.startswith("labloop: ") and says in last, (name, refused.stderr)
+        assert "Traceback" not in refused.stderr
+
 
 def test_a_taken_port_is_one_line_not_a_traceback(tmp_path):
     import socket
