@@ -178,7 +178,11 @@ def ingest(
     )
     if not files:
         raise typer.BadParameter("no files found")
-    ingestor = Ingestor(settings)
+    # files named here are finished (a person chose them): judged now, not left for the
+    # grace a file still being copied into the inbox gets
+    ingestor = Ingestor(settings.model_copy(update={"cut_short_grace_seconds": 0.0}))
+    if logging.getLogger().level > logging.INFO:  # each file's fate is printed below, once
+        logging.getLogger("agent.ingest").setLevel(logging.ERROR)
     inbox = settings.inbox.resolve()
     outcomes: dict[str, int] = {}
     touched: set[int] = set()

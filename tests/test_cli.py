@@ -32,12 +32,17 @@ def test_backfill_records_a_folder_and_leaves_the_originals(tmp_path):
     engine.dispose()
     old = tmp_path / "old-results"
     shutil.copytree(DATA, old)
+    # written just now, yet named by a person: judged at once, not left for a later try
+    (old / "empty.csv").write_bytes(b"")
     before = sorted(p.name for p in old.iterdir())
     done = labloop(home, "ingest", str(old))
     assert done.returncode == 0, done.stderr
-    # B001-results and the re-test are recorded; the manual trial too; two are refused
-    assert "3 archived, 2 quarantined" in done.stdout
+    # B001-results and the re-test are recorded; the manual trial too; three are refused
+    assert "3 archived, 3 quarantined" in done.stdout
     assert "unknown sample id B003-S99" in done.stdout
+    assert "quarantined empty.csv: unsupported format: empty file" in done.stdout
+    # each refusal is said once, on stdout, not again as a log warning
+    assert "quarantined" not in done.stderr, done.stderr
     assert sorted(p.name for p in old.iterdir()) == before
     listing = labloop(home, "batch", "list")
     assert "B001" in listing.stdout and "running" in listing.stdout
