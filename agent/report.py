@@ -39,14 +39,14 @@ class BatchSummary:
 
 def experiments_frame(engine: Engine) -> pd.DataFrame:
     """One row per experiment: batch number (None: history/manual), recipe, prediction,
-    mean ok capacity and number of failed results. A rejected batch's recipes were never
-    made: they are left out."""
+    mean ok capacity and number of failed results. The recipes of a rejected batch, or of
+    a draft still awaiting approval, are at no bench: they are left out."""
     with Session(engine) as session:
-        batches = session.exec(select(Batch.id, Batch.number, Batch.state)).all()
-        numbers = {id_: number for id_, number, state in batches if state != BatchState.REJECTED}
-        rejected = {id_ for id_, _, state in batches if state == BatchState.REJECTED}
+        batches = session.exec(select(Batch)).all()
+        numbers = {b.id: b.number for b in batches if not _at_no_bench(b)}
+        left_out = {b.id for b in batches if _at_no_bench(b)}
         experiments = [
-            e for e in session.exec(select(Experiment)).all() if e.batch_id not in rejected
+            e for e in session.exec(select(Experiment)).all() if e.batch_id not in left_out
         ]
         results = session.exec(
             select(Result.experiment_id, Result.outcome, Result.discharge_mah_g,
@@ -73,12 +73,16 @@ def experiments_frame(engine: Engine) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _at_no_bench(batch: Batch) -> bool:
+    return batch.state == BatchState.REJECTED or batch.awaiting_approval
+
+
 def batch_summaries(engine: Engine) -> list[BatchSummary]:
+    """One summary per batch the lab was given (not rejected, not awaiting approval)."""
     frame = experiments_frame(engine)
     with Session(engine) as session:
-        batches = session.exec(
-            select(Batch).where(Batch.state != BatchState.REJECTED).order_by(Batch.number)
-        ).all()
+        batches = session.exec(select(Batch).order_by(Batch.number)).all()
+    batches = [b for b in batches if not _at_no_bench(b)]
     history = frame[frame["batch"].isna()] if len(frame) else frame
     best = float(history["measured"].max()) if len(history) else np.nan
     summaries = []

@@ -133,11 +133,16 @@ def test_derived_values_are_strips_and_unused_panels_are_hidden():
     assert sorted(plotted) == [380.0, 450.0, 455.0]  # the blank is left out, not drawn as 0
 
 
-def test_a_rejected_batch_was_never_made_and_is_in_no_figure(engine):
+@pytest.mark.parametrize("fate", ["rejected", "awaiting approval"])
+def test_a_batch_at_no_bench_is_in_no_figure(engine, fate):
+    """A rejected batch was never made; a draft awaiting approval is not made yet."""
     seed(engine)
     with Session(engine) as session:
         batch = session.exec(select(Batch).where(Batch.number == 2)).one()
-        batch.state = BatchState.REJECTED
+        if fate == "rejected":
+            batch.state = BatchState.REJECTED
+        else:
+            batch.state, batch.approval_required = BatchState.PROPOSED, True
         session.add(batch)
         session.commit()
     frame = experiments_frame(engine)
