@@ -69,8 +69,15 @@ def _as_service() -> None:
         _log_own(logging.INFO)
 
 
-def _settings() -> config.Settings:
+def _settings(only_reads: bool = False) -> config.Settings:
+    """The settings, the home's folders made; a command that ``only_reads`` refuses a home
+    that is not there (a mistyped --home must not become a new, empty lab)."""
     settings = config.get_settings()
+    if only_reads and not settings.home.is_dir():
+        raise LabloopError(
+            f"no labloop home at {settings.home}: check --home or LABLOOP_HOME "
+            "(`labloop run`, `import-history` or `demo` make one)"
+        )
     settings.ensure_folders()
     return settings
 
@@ -181,7 +188,7 @@ def ingest(
     # files named here are finished (a person chose them): judged now, not left for the
     # grace a file still being copied into the inbox gets
     ingestor = Ingestor(settings.model_copy(update={"cut_short_grace_seconds": 0.0}))
-    if logging.getLogger().level > logging.INFO:  # each file's fate is printed below, once
+    if logging.getLogger(OWN_LOGGERS[0]).level > logging.INFO:  # each fate is printed once
         logging.getLogger("agent.ingest").setLevel(logging.ERROR)
     inbox = settings.inbox.resolve()
     outcomes: dict[str, int] = {}
@@ -221,7 +228,7 @@ def status() -> None:
     from agent.status import build_status
     from agent.task_failures import by_batch
 
-    settings = _settings()
+    settings = _settings(only_reads=True)
     facts = build_status(
         get_engine(settings.database_url), heartbeat_seconds=settings.heartbeat_seconds
     )
@@ -440,7 +447,7 @@ def batch_list() -> None:
     from agent.status import build_status
     from agent.task_failures import by_batch
 
-    settings = _settings()
+    settings = _settings(only_reads=True)
     facts = build_status(get_engine(settings.database_url))
     _print_batches(facts.batches, by_batch(facts.task_failures))
 

@@ -118,6 +118,13 @@ def test_expected_situations_are_one_line_on_stderr_with_exit_2(tmp_path):
     closed = labloop(empty, "batch", "close", "7", "--reason", "cells lost")
     assert closed.returncode == 2
     assert closed.stderr.strip() == ("labloop: batch 7 is not open (unknown, or complete already)")
+    # a mistyped home is said, and not made into a new, empty lab
+    typo = tmp_path / "hom"
+    for command in (["status"], ["batch", "list"]):
+        looked = labloop(typo, *command)
+        assert looked.returncode == 2, looked.stdout
+        assert looked.stderr.strip().startswith(f"labloop: no labloop home at {typo}")
+    assert not typo.exists()
 
     # history files that cannot be imported: where they are missing, unreadable or misshapen
     latin1 = tmp_path / "latin1.csv"
