@@ -63,6 +63,15 @@ def _log_own(level: int) -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def _broker_words(settings: config.Settings) -> str:
+    """The broker as a lab reads it: the embedded one is a folder, not a URL."""
+    from kombu.utils.url import maybe_sanitize_url  # a password in the URL is not printed
+
+    if settings.embedded_broker:
+        return f"embedded (a folder: {settings.state / 'broker'}, no server)"
+    return maybe_sanitize_url(settings.broker_url)
+
+
 def _as_service() -> None:
     """A service's log is its output: labloop's own messages at INFO (DEBUG with -v)."""
     if logging.getLogger(OWN_LOGGERS[0]).level > logging.INFO:
@@ -94,7 +103,7 @@ def run(
 
     _as_service()
     settings = _settings()
-    console.print(f"labloop: inbox {settings.inbox}, broker {settings.broker_url}")
+    console.print(f"labloop: inbox {settings.inbox}, broker {_broker_words(settings)}")
     workers = supervisor.Workers(supervisor.machine_workers(concurrency))
     try:
         with supervisor.watching(settings, submit_ingest):
@@ -583,7 +592,7 @@ def demo(
     # imported only now: the Celery app is built from the settings at import
     from workers.tasks import submit_ingest
 
-    console.print(f"labloop demo: {batches} batches in {home}, broker {settings.broker_url}")
+    console.print(f"labloop demo: {batches} batches in {home}, broker {_broker_words(settings)}")
     demo_config = DemoConfig(batches=batches, seed=seed, pace_seconds=pace, lab=lab)
     with _progress_display() as show:
         summaries = run_demo(settings, demo_config, submit_ingest, show)

@@ -469,12 +469,17 @@ def _duplicate_reason(first: IngestedFile) -> str:
 
 
 def _error_text(row: IngestedFile) -> str:
+    what_now = (
+        "nothing to do: its content is recorded already; this copy may be deleted."
+        if (row.error or "").startswith("duplicate:")
+        else "fix the cause, then drop the corrected file into the inbox again."
+    )
     return (
         f"file:     {row.original_name}\n"
         f"reason:   {row.error}\n"
         f"sha256:   {row.sha256}\n"
         f"record:   ingested file #{row.id}, {row.finished_at:%Y-%m-%d %H:%M:%S} UTC\n"
-        "what now: fix the cause, then drop the corrected file into the inbox again.\n"
+        f"what now: {what_now}\n"
     )
 
 

@@ -55,8 +55,9 @@ COLUMN_MEANINGS = (
                                  "lab's protocol"),
     ("low_95_mah_g, high_95_mah_g", "the 95 % interval of a measurement: about 19 of 20 "
                                     "results should land inside it"),
-    ("uncertainty_mah_g", "one standard deviation of that interval (the model's uncertainty, "
-                          "larger far from tried recipes, plus measurement noise)"),
+    ("uncertainty_mah_g", "the standard deviation behind that interval, which spans about "
+                          "two of it either side: the model's uncertainty (larger far from "
+                          "tried recipes) and measurement noise together"),
     ("p_success", "the chance the synthesis gives a powder to test: the success rate of tried "
                   "recipes nearby, 0.5 where none is near; a failed synthesis lowers it for "
                   "its neighbours"),

@@ -140,7 +140,7 @@ def _draw_parity(
     ax: Axes, measured: pd.Series | np.ndarray, predicted: pd.Series | np.ndarray
 ) -> float | None:
     """Predicted vs measured with the y = x line; returns the MAPE in % (None: no points)."""
-    ax.set_xlabel("measured initial discharge (mAh/g)")
+    ax.set_xlabel("measured first discharge (mAh/g)")
     ax.set_ylabel("predicted (mAh/g)")
     if len(measured) == 0:
         return None

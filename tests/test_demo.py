@@ -43,6 +43,7 @@ def test_short_demo_runs_the_whole_loop(tmp_path):
         f"{name}.{fmt}" for name in ("parity", "parameters", "best") for fmt in ("png", "svg")
     }
     assert "what each batch taught" in done.stdout
+    assert "broker embedded (a folder: " in done.stdout and "filesystem://" not in done.stdout
     assert "B002" in done.stdout
     # piped, the demo says where it is as plain lines on stderr, once per stage, no log noise
     stages = [line for line in done.stderr.splitlines() if line.startswith("batch ")]

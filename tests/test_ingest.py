@@ -63,6 +63,7 @@ def test_same_bytes_twice_are_recorded_once(settings, engine):
     assert len(folder_files(settings.quarantine)) == 1
     error = settings.quarantine / f"{second.file_id:06d}_renamed copy.csv.error.txt"
     assert "duplicate" in error.read_text()
+    assert "what now: nothing to do: its content is recorded already" in error.read_text()
 
 
 def test_unknown_sample_is_quarantined_and_nothing_stored(settings, engine):
@@ -181,7 +182,8 @@ def test_bad_input_goes_to_quarantine_with_a_reason(settings, engine, name):
     assert report.reason
     stored = settings.quarantine / f"{report.file_id:06d}_{name}"
     assert stored.read_bytes() == BAD_INPUTS[name]  # nothing lost
-    assert report.reason in (stored.parent / (stored.name + ".error.txt")).read_text()
+    error = (stored.parent / (stored.name + ".error.txt")).read_text()
+    assert report.reason in error and "what now: fix the cause" in error
     assert [f.status for f in rows(engine, IngestedFile)] == ["quarantined"]
 
 
