@@ -1,8 +1,8 @@
 """The status page and its JSON API: server-rendered, one Flask app per home.
 
 Routes (GET): ``/`` the page; ``/api/batches``, ``/api/queues``, ``/api/files``,
-``/api/models`` the same facts as JSON; ``/recipes/batch-NNN.csv`` a recipe file;
-``/figures/parity.png`` the latest model's parity plot; ``/healthz`` for a health check.
+``/api/models`` the same facts as JSON; ``/healthz`` for a health check; the recipe files
+and figures it links to (agent.web.downloads).
 With ``web_read_token`` set every route but ``/healthz`` needs it (agent.web.guard). The
 writes, the approval gate's forms (agent.web.gate), need the ``web_token`` of the settings;
 without one configured the page is read-only.
@@ -18,29 +18,26 @@ from celery import Celery
 from flask import (
     Flask,
     Response,
-    abort,
     jsonify,
     render_template,
     request,
-    send_from_directory,
 )
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import OperationalError
 
-from agent.campaign import batch_by_number, campaign_space
+from agent.campaign import campaign_space
 from agent.config import Settings
 from agent.db import as_utc, make_engine
-from agent.figures import FIGURE_NAMES, FORMATS, batch_figures, figure_bytes
+from agent.figures import FIGURE_NAMES
 from agent.heartbeat import service_beats
-from agent.planning import recipe_is_ours
 from agent.recipes import COLUMN_MEANINGS
-from agent.report import model_parity_png
 from agent.task_failures import by_batch, open_failures
 from agent.web import facts
+from agent.web.downloads import download_routes
 from agent.web.drafts import gate_facts
 from agent.web.facts import BatchFacts
 from agent.web.gate import gate_routes
-from agent.web.guard import GuessLimiter, plain_text, protect_reading
+from agent.web.guard import GuessLimiter, protect_reading
 from workers.queues import WorkerProbe, queue_counter, with_held_tasks
 
 log = logging.getLogger(__name__)
@@ -68,7 +65,6 @@ def create_app(
     summaries = facts.SummaryCache(engine)
     queues = queue_counter(celery)
     workers = WorkerProbe(celery.control, queues.broker)
-    parity_pngs: dict[int, bytes] = {}  # a model run never changes: one PNG per version
 
     app = Flask(__name__)
     app.json = _JSONProvider(app)
@@ -78,6 +74,7 @@ def create_app(
     if settings.web_read_token is not None:
         protect_reading(app, settings.web_read_token, guesses)
     app.register_blueprint(gate_routes(settings, engine, celery, guesses))
+    app.register_blueprint(download_routes(settings, engine, summaries))
 
     def queue_facts() -> dict[str, Any]:
         services = service_beats(engine, settings.heartbeat_seconds)
@@ -136,46 +133,6 @@ def create_app(
         if facts.database_ok(engine):
             return jsonify(status="ok", database="ok"), 200
         return jsonify(status="error", database="unreachable"), 503
-
-    @app.get("/recipes/<name>")
-    def recipe(name: str) -> Response:
-        # only names the loop writes; send_from_directory also refuses anything outside
-        if not facts.RECIPE_NAME.fullmatch(name) or not (settings.recipes / name).is_file():
-            abort(404)
-        batch = batch_by_number(engine, int(name[len("batch-") : -len(".csv")]))
-        if batch is not None and not recipe_is_ours(batch):
-            # edited or replaced since labloop wrote it: the lab must not follow it
-            return plain_text(
-                f"{name} changed since labloop wrote it; ask whoever keeps labloop", 409
-            )
-        return send_from_directory(settings.recipes, name, mimetype="text/csv", as_attachment=True)
-
-    figure_files: dict[tuple[Any, ...], bytes] = {}  # (data key, name, format) -> bytes
-
-    @app.get("/figures/batches/<name>.<fmt>")
-    def batch_figure(name: str, fmt: str) -> Response:
-        """The demo report's figures, drawn from the database as it is now."""
-        if name not in FIGURE_NAMES or fmt not in FORMATS:
-            abort(404)
-        key = (summaries.key(), name, fmt)
-        if key not in figure_files:
-            if any(old[0] != key[0] for old in figure_files):
-                figure_files.clear()  # drawn from older data: never shown again
-            figure = batch_figures(engine, campaign_space(settings), only=name)[name]
-            figure_files[key] = figure_bytes(figure, fmt)
-        mimetype = "image/svg+xml" if fmt == "svg" else "image/png"
-        return Response(figure_files[key], mimetype=mimetype)
-
-    @app.get("/figures/parity.png")
-    def parity_png() -> Response:
-        parity = facts.latest_parity(engine)
-        if parity is None:
-            abort(404)
-        if parity.version not in parity_pngs:
-            parity_pngs[parity.version] = model_parity_png(
-                parity.measured, parity.predicted, parity.version
-            )
-        return Response(parity_pngs[parity.version], mimetype="image/png")
 
     @app.errorhandler(OperationalError)  # connection refused, file not found, server gone
     def database_down(error: OperationalError) -> tuple[Response | str, int]:
