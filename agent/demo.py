@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 
 from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
+from agent.cycler.base import Outcome
 from agent.db import Batch, BatchState, Experiment, Result, get_engine
 from agent.errors import LabloopError
 from agent.figures import write_figures
@@ -147,7 +148,7 @@ def _progress(engine: Engine, number: int, stage: str) -> Progress:
             select(Result.experiment_id, Result.outcome).where(Result.experiment_id.in_(samples))
         ).all()
     recorded = {experiment for experiment, _ in tests}
-    failures = sum(outcome == "failed" for _, outcome in tests)
+    failures = sum(outcome == Outcome.FAILED for _, outcome in tests)
     return Progress(number, stage, len(samples), len(recorded), failures)
 
 

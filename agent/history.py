@@ -120,11 +120,12 @@ def _result(
     if status is Outcome.OK:
         if capacity is None:
             return None
-        return Result(experiment_id=experiment_id, outcome="ok", discharge_mah_g=float(capacity),
-                      reason=reason, source_sha256=sha, source_row=line)  # fmt: skip
+        return Result(experiment_id=experiment_id, outcome=Outcome.OK,
+                      discharge_mah_g=float(capacity), reason=reason, source_sha256=sha,
+                      source_row=line)  # fmt: skip
     failure_class = hand_entered_failure(_value(row.get("failure_class")))
     return Result(
-        experiment_id=experiment_id, outcome="failed", failure_class=failure_class,
+        experiment_id=experiment_id, outcome=Outcome.FAILED, failure_class=failure_class,
         reason=reason, discharge_mah_g=None if capacity is None else float(capacity),
         source_sha256=sha, source_row=line,
     )  # fmt: skip

@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from agent.acquisition import AcquisitionConfig, Evidence, propose_batch
 from agent.config import Settings
+from agent.cycler.base import Outcome
 from agent.db import Batch, BatchState, Experiment, ModelRun, Origin, Result
 from agent.errors import LabloopError
 from agent.files import sha256_if_there, write_once
@@ -120,7 +121,7 @@ def batch_improvements(engine: Engine) -> list[bool]:
             .select_from(Experiment)
             .join(Result, Result.experiment_id == Experiment.id)
             .join(Batch, Batch.id == Experiment.batch_id, isouter=True)
-            .where(Result.outcome == "ok", Result.discharge_mah_g.is_not(None))
+            .where(Result.outcome == Outcome.OK, Result.discharge_mah_g.is_not(None))
         ).all()
     frame = pd.DataFrame(rows, columns=["batch", "state", "capacity"])
     before = frame[frame["batch"].isna()]["capacity"].max()

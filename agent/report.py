@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from agent.cycler.base import Outcome
 from agent.db import Batch, BatchState, Experiment, Result
 
 
@@ -53,9 +54,9 @@ def experiments_frame(engine: Engine) -> pd.DataFrame:
                    Result.failure_class).order_by(Result.id)
         ).all()  # fmt: skip
     outcomes = pd.DataFrame(results, columns=["experiment_id", "outcome", "capacity", "class"])
-    ok = outcomes[(outcomes["outcome"] == "ok") & outcomes["capacity"].notna()]
+    ok = outcomes[(outcomes["outcome"] == Outcome.OK) & outcomes["capacity"].notna()]
     measured = ok.groupby("experiment_id")["capacity"].mean()
-    failures = outcomes[outcomes["outcome"] == "failed"].groupby("experiment_id")
+    failures = outcomes[outcomes["outcome"] == Outcome.FAILED].groupby("experiment_id")
     failed, failure_class = failures.size(), failures["class"].last()
     rows = [
         {

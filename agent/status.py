@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 
 from agent.campaign import TEST_RAN
 from agent.config import Settings
+from agent.cycler.base import Outcome
 from agent.db import Batch, Experiment, FileStatus, IngestedFile, Result, as_utc
 from agent.heartbeat import ServiceBeat, service_beats
 from agent.sample_ids import find_sample_id
@@ -95,8 +96,8 @@ def batch_progress(session: Session) -> list[BatchProgress]:
             func.count(func.distinct(Experiment.id)).label("samples"),
             # an untested result (rest or impedance only) does not count: the test is to come
             func.count(func.distinct(Result.experiment_id)).filter(TEST_RAN).label("with_result"),
-            func.count(Result.id).filter(Result.outcome == "ok").label("ok"),
-            func.count(Result.id).filter(Result.outcome == "failed").label("failed"),
+            func.count(Result.id).filter(Result.outcome == Outcome.OK).label("ok"),
+            func.count(Result.id).filter(Result.outcome == Outcome.FAILED).label("failed"),
         )
         .join(Result, Result.experiment_id == Experiment.id, isouter=True)
         .group_by(Experiment.batch_id)
@@ -198,7 +199,7 @@ def _resolution(
         result, batch = since[-1]
         measured = (
             f"ok, {result.discharge_mah_g:.1f} mAh/g"
-            if result.outcome == "ok" and result.discharge_mah_g is not None
+            if result.outcome == Outcome.OK and result.discharge_mah_g is not None
             else f"{result.outcome} ({result.failure_class or 'no class'})"
         )
         return f"{sample_id} recorded since: {measured}", batch
@@ -210,7 +211,7 @@ def recent_failures(session: Session, limit: int) -> list[FailureLine]:
     rows = session.exec(
         select(Experiment.sample_id, Result.failure_class, Result.reason, Result.recorded_at)
         .join(Result, Result.experiment_id == Experiment.id)
-        .where(Result.outcome == "failed", Result.cycler_format.is_not(None))
+        .where(Result.outcome == Outcome.FAILED, Result.cycler_format.is_not(None))
         .order_by(Result.id.desc())
         .limit(limit)
     ).all()

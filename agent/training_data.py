@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from agent.campaign import TEST_RAN
+from agent.cycler.base import Outcome
 from agent.db import Experiment, Result
 
 
@@ -47,7 +48,7 @@ class TrainingSet:
 
 def _verdict(results: pd.DataFrame) -> str:
     """What an experiment's results say about its recipe (see the module docstring)."""
-    if (results["outcome"] == "ok").any():
+    if (results["outcome"] == Outcome.OK).any():
         return "ok"
     classes = set(results["failure_class"].dropna())
     if "synthesis" in classes:
@@ -78,8 +79,8 @@ def load_training_set(engine: Engine) -> TrainingSet:
     for experiment_id, sample_id, parameters in experiments:
         own = by_experiment.get(experiment_id)
         verdict = "unmeasured" if own is None else _verdict(own)
-        if verdict == "ok":
-            ok = own[(own["outcome"] == "ok") & own["discharge_mah_g"].notna()]
+        if verdict == Outcome.OK:
+            ok = own[(own["outcome"] == Outcome.OK) & own["discharge_mah_g"].notna()]
             if ok.empty:  # marked ok but the number was never reported
                 verdict = "unmeasured"
             else:
@@ -89,7 +90,7 @@ def load_training_set(engine: Engine) -> TrainingSet:
         counts[verdict] += 1
         if verdict in ("ok", "synthesis"):
             outcome_rows.append(parameters)
-            success.append(1 if verdict == "ok" else 0)
+            success.append(1 if verdict == Outcome.OK else 0)
     return TrainingSet(
         recipes=pd.DataFrame(rows),
         capacity_mah_g=np.asarray(targets, dtype=float),

@@ -19,7 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from agent.campaign import missing_samples
-from agent.db import Batch, BatchState, Experiment, IngestedFile, ModelRun, Result
+from agent.cycler.base import Outcome
+from agent.db import Batch, BatchState, Experiment, FileStatus, IngestedFile, ModelRun, Result
 from agent.files import readable_name
 from agent.heartbeat import ServiceBeat
 from agent.recipes import interval_95, recipe_path
@@ -248,7 +249,7 @@ def _failures_by_batch(session: Session) -> dict[int, list[FailureLine]]:
             Result.recorded_at,
         )
         .join(Result, Result.experiment_id == Experiment.id)
-        .where(Result.outcome == "failed", Experiment.batch_id.is_not(None))
+        .where(Result.outcome == Outcome.FAILED, Experiment.batch_id.is_not(None))
         .order_by(Experiment.sample_id, Result.id)
     ).all()
     grouped: dict[int, list[FailureLine]] = defaultdict(list)
@@ -269,7 +270,7 @@ def file_facts(engine: Engine, inbox: Path, masses_file: str, cap: int = 200) ->
                 IngestedFile.results,
                 IngestedFile.finished_at,
             )
-            .where(IngestedFile.status == "archived")
+            .where(IngestedFile.status == FileStatus.ARCHIVED)
             .order_by(IngestedFile.id.desc())
             .limit(min(cap, 20))
         ).all()
