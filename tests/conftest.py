@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, select
 
 from agent.campaign import campaign_space
 from agent.config import FAST_BUDGET, Settings
-from agent.db import Batch, BatchState, Experiment, Origin, init_db, make_engine
+from agent.db import Batch, BatchState, Experiment, Origin, Result, init_db, make_engine
 from agent.history import import_history
 from agent.sample_ids import format_sample_id
 from tests.synthetic import write_history
@@ -101,6 +101,16 @@ def with_history(engine: Engine, small: Settings, tmp_path: Path) -> Path:
     path = write_history(tmp_path / "history.csv", rows=120, seed=3)
     import_history(engine, path, campaign_space(small))
     return path
+
+
+def add_ok_results(engine: Engine, batch_id: int, capacity: float = 220.0) -> None:
+    """An ok result for every sample of the batch, stored as a sheet's rows would be."""
+    with Session(engine) as session:
+        samples = session.exec(select(Experiment).where(Experiment.batch_id == batch_id)).all()
+        for row, sample in enumerate(samples, start=2):
+            session.add(Result(experiment_id=sample.id, outcome="ok", discharge_mah_g=capacity,
+                               source_sha256=f"sheet-{batch_id}", source_row=row))  # fmt: skip
+        session.commit()
 
 
 def add_batch(engine: Engine, number: int, size: int = 10, **parameters: float | str) -> Batch:

@@ -13,6 +13,7 @@ from agent.db import Batch
 from agent.planning import draft_path, propose_next_batch
 from agent.recipes import read_recipe_file
 from agent.training import retrain
+from tests.conftest import add_ok_results
 
 
 @pytest.fixture
@@ -98,15 +99,9 @@ def test_early_results_wait_for_the_approval_and_then_count(engine, gated, with_
     """Results for a batch nobody released are recorded but do not start it: no retrain on a
     recipe file the lab was never meant to have; approving then moves it on."""
     from agent.campaign import record_progress
-    from agent.db import Experiment, Result
 
     space, batch = proposed(engine, gated)
-    with Session(engine) as session:
-        samples = session.exec(select(Experiment).where(Experiment.batch_id == batch.id)).all()
-        for row, sample in enumerate(samples):
-            session.add(Result(experiment_id=sample.id, outcome="ok", discharge_mah_g=220.0,
-                               source_sha256="early", source_row=row))  # fmt: skip
-        session.commit()
+    add_ok_results(engine, batch.id)
     assert record_progress(engine, batch.id) is None
     with Session(engine) as session:
         waiting = session.get(Batch, batch.id)

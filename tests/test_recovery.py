@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -97,13 +98,25 @@ def retest_sheet(path: Path, rows: int) -> Path:
     return path
 
 
-@pytest.mark.redis
-def test_a_file_held_by_a_killed_ingest_worker_is_recorded_within_a_minute(tmp_path):
+@pytest.fixture
+def home_on_own_redis(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A home with batches, and a Redis server of this test's own (killed at the end):
+    yields the home and the broker URL."""
     port = free_port()
     broker = start_redis(port)
     home = tmp_path / "home"
     home_with_batches(home).dispose()
-    env = recovery_env(home, f"redis://127.0.0.1:{port}/0")
+    yield home, f"redis://127.0.0.1:{port}/0"
+    broker.terminate()
+    broker.wait()
+
+
+@pytest.mark.redis
+def test_a_file_held_by_a_killed_ingest_worker_is_recorded_within_a_minute(
+    tmp_path, home_on_own_redis
+):
+    home, broker_url = home_on_own_redis
+    env = recovery_env(home, broker_url)
     watcher = Stack(home, env, tmp_path / "watch.log", args=["watch"])
     ingest = Stack(home, env, tmp_path / "ingest.log",
                    args=["worker", "--queue", "ingest", "--concurrency", "2"])  # fmt: skip
@@ -130,8 +143,6 @@ def test_a_file_held_by_a_killed_ingest_worker_is_recorded_within_a_minute(tmp_p
     finally:
         for service in (watcher, ingest):
             service.stop()
-        broker.terminate()
-        broker.wait()
 
 
 @pytest.fixture
@@ -228,13 +239,10 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.redis
-def test_a_killed_learning_worker_leaves_no_process_behind(tmp_path):
-    port = free_port()
-    broker = start_redis(port)
-    home = tmp_path / "home"
-    home_with_batches(home).dispose()
+def test_a_killed_learning_worker_leaves_no_process_behind(tmp_path, home_on_own_redis):
+    home, broker_url = home_on_own_redis
     # a search long enough to be killed in the middle of
-    env = recovery_env(home, f"redis://127.0.0.1:{port}/0", LABLOOP_SEARCH_ITERATIONS="200",
+    env = recovery_env(home, broker_url, LABLOOP_SEARCH_ITERATIONS="200",
                        LABLOOP_COMPARE_MODELS="false", LABLOOP_ENSEMBLE_SIZE="2")  # fmt: skip
     staging = tmp_path / "staging"
     staging.mkdir()
@@ -270,5 +278,3 @@ def test_a_killed_learning_worker_leaves_no_process_behind(tmp_path):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         learning.stop()
-        broker.terminate()
-        broker.wait()

@@ -13,10 +13,11 @@ from sqlmodel import Session, select
 
 from agent.campaign import campaign_space
 from agent.config import Settings
-from agent.db import Batch, BatchState, Experiment, Result
+from agent.db import Batch, BatchState, Experiment
 from agent.planning import draft_path, propose_next_batch
 from agent.training import retrain
 from agent.web.app import create_app
+from tests.conftest import add_ok_results
 from tests.web.test_pages import batch_row
 from workers.app import make_app
 
@@ -126,12 +127,7 @@ def test_approving_a_batch_whose_results_are_all_in_queues_its_retrain(engine, s
     """Results that came before the approval count once it is given: the page's approval
     queues the retrain on the broker, routed to the learning queue."""
     settings, batch = _gated(engine, small)
-    with Session(engine) as session:
-        samples = session.exec(select(Experiment).where(Experiment.batch_id == batch.id)).all()
-        for row, sample in enumerate(samples):
-            session.add(Result(experiment_id=sample.id, outcome="ok", discharge_mah_g=220.0,
-                               source_sha256="early", source_row=row))  # fmt: skip
-        session.commit()
+    add_ok_results(engine, batch.id)
     assert settings.embedded_broker
     client = create_app(settings, make_app(settings)).test_client()
     answer = client.post("/batches/1/approve", data={"by": "J. Kim", "token": "lab-secret"})
