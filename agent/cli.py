@@ -30,8 +30,10 @@ if TYPE_CHECKING:  # imported where used: `labloop --help` stays quick
 
 app = typer.Typer(help="labloop: cycler files in, next NCM recipes out.", no_args_is_help=True)
 # results on stdout; logs and errors on stderr, so a pipe gets only the results
-console = Console()
-errors = Console(stderr=True)
+# a line is never broken to fit 80 columns when piped (a path or a reason stays one line,
+# for grep and logs); tables still fit the width
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 OWN_LOGGERS = ("agent", "workers")
 
 

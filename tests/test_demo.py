@@ -44,6 +44,8 @@ def test_short_demo_runs_the_whole_loop(tmp_path):
     }
     assert "what each batch taught" in done.stdout
     assert "broker embedded (a folder: " in done.stdout and "filesystem://" not in done.stdout
+    # piped, a line is not broken at 80 columns: the header names the home and the broker
+    assert done.stdout.splitlines()[0].endswith("no server)"), done.stdout[:400]
     assert "B002" in done.stdout
     # piped, the demo says where it is as plain lines on stderr, once per stage, no log noise
     stages = [line for line in done.stderr.splitlines() if line.startswith("batch ")]
