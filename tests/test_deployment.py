@@ -1,7 +1,7 @@
 """The deployment: the compose file's set of processes, without containers, on this
 machine's Redis and PostgreSQL (watcher, ingest worker, learning worker, status page and
-Flower, each its own process started by its own `labloop` command), and the image's
-Dockerfile, read and its build stage replayed (no docker engine on CI machines)."""
+Flower, each its own process started by the command docker-compose.yml gives it), and the
+image's Dockerfile, read and its build stage replayed (no docker engine on CI machines)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import yaml
 from sqlalchemy import create_engine, text
 
 from agent.config import FAST_BUDGET
@@ -66,12 +67,16 @@ def test_the_compose_processes_run_the_loop_on_redis_and_postgres(tmp_path, data
     def service(name: str, *args: str) -> Stack:
         return Stack(home, env, tmp_path / f"{name}.log", args=list(args))
 
+    # the compose file's own command lines; the page and Flower on free ports of this
+    # machine (a repeated option's last value counts)
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    here = {"web": ["--host", "127.0.0.1", "--port", str(web_port)],
+            "flower": ["--address", "127.0.0.1", "--port", str(flower_port)]}  # fmt: skip
+    names = {"watcher": "watcher", "ingest": "worker-ingest", "learning": "worker-learning",
+             "web": "web", "flower": "flower"}  # fmt: skip
     services = {
-        "watcher": service("watcher", "watch"),
-        "ingest": service("ingest", "worker", "--queue", "ingest", "--concurrency", "2"),
-        "learning": service("learning", "worker", "--queue", "learning"),
-        "web": service("web", "web", "--port", str(web_port)),
-        "flower": service("flower", "flower", "--port", str(flower_port)),
+        name: service(name, *compose[entry]["command"], *here.get(name, []))
+        for name, entry in names.items()
     }
     importer = service("import", "import-history", str(history))
     importer.start()
