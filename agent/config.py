@@ -21,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from agent.cycler.classify import Protocol
+from agent.protocol import Protocol
 
 EMBEDDED_BROKER = "filesystem://localhost//"
 _PROTOCOL = Protocol()  # its defaults are the settings' defaults
@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     masses_file: str = "masses.csv"
 
     # the lab's test protocol (PAPER.md: 0.1C, 4.25-2.75 V); a test is judged against it.
-    # The defaults are the protocol's own (agent.cycler.classify.Protocol, where each is
+    # The defaults are the protocol's own (agent.protocol.Protocol, where each is
     # explained); ingest builds a Protocol from these once.
     charge_cutoff_v: float = _PROTOCOL.charge_cutoff_v
     discharge_cutoff_v: float = _PROTOCOL.discharge_cutoff_v
