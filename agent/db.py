@@ -75,6 +75,11 @@ class Batch(SQLModel, table=True):
             and self.state == BatchState.PROPOSED
         )
 
+    @property
+    def at_no_bench(self) -> bool:
+        """Its recipes are not made: rejected, or a draft still awaiting approval."""
+        return self.state == BatchState.REJECTED or self.awaiting_approval
+
 
 class Experiment(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)

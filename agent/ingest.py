@@ -308,7 +308,7 @@ class Ingestor:
                             IngestedFile.status == FileStatus.ARCHIVED,
                         )
                     ).first()
-                reason = _duplicate_reason(first) if first else "duplicate content"
+                reason = _duplicate_reason(first) if first else f"{DUPLICATE} content"
                 return self._finish_quarantined(path, row, reason, tests[0].cycler_format, move)
             batch_ids = tuple(sorted({e.batch_id for e in experiments if e.batch_id is not None}))
         self._place(path, row, move=move)
@@ -460,10 +460,14 @@ def _result_row(test: CellTest, experiment: Experiment, sha: str) -> Result:
     )
 
 
+# how every duplicate's reason starts: its note then says there is nothing to fix
+DUPLICATE = "duplicate"
+
+
 def _duplicate_reason(first: IngestedFile) -> str:
     when = first.finished_at.strftime("%Y-%m-%d %H:%M") if first.finished_at else "earlier"
     return (
-        f"duplicate: the same bytes were recorded from {first.original_name!r} "
+        f"{DUPLICATE}: the same bytes were recorded from {first.original_name!r} "
         f"(file #{first.id}, {when}); nothing new to store"
     )
 
@@ -471,7 +475,7 @@ def _duplicate_reason(first: IngestedFile) -> str:
 def _error_text(row: IngestedFile) -> str:
     what_now = (
         "nothing to do: its content is recorded already; this copy may be deleted."
-        if (row.error or "").startswith("duplicate:")
+        if (row.error or "").startswith(DUPLICATE)
         else "fix the cause, then drop the corrected file into the inbox again."
     )
     return (

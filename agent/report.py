@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from agent.cycler.base import Outcome
-from agent.db import Batch, BatchState, Experiment, Result
+from agent.db import Batch, Experiment, Result
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ def experiments_frame(engine: Engine) -> pd.DataFrame:
     a draft still awaiting approval, are at no bench: they are left out."""
     with Session(engine) as session:
         batches = session.exec(select(Batch)).all()
-        numbers = {b.id: b.number for b in batches if not _at_no_bench(b)}
-        left_out = {b.id for b in batches if _at_no_bench(b)}
+        left_out = {b.id for b in batches if b.at_no_bench}
+        numbers = {b.id: b.number for b in batches if b.id not in left_out}
         experiments = [
             e for e in session.exec(select(Experiment)).all() if e.batch_id not in left_out
         ]
@@ -74,16 +74,12 @@ def experiments_frame(engine: Engine) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _at_no_bench(batch: Batch) -> bool:
-    return batch.state == BatchState.REJECTED or batch.awaiting_approval
-
-
 def batch_summaries(engine: Engine) -> list[BatchSummary]:
     """One summary per batch the lab was given (not rejected, not awaiting approval)."""
     frame = experiments_frame(engine)
     with Session(engine) as session:
         batches = session.exec(select(Batch).order_by(Batch.number)).all()
-    batches = [b for b in batches if not _at_no_bench(b)]
+    batches = [b for b in batches if not b.at_no_bench]
     history = frame[frame["batch"].isna()] if len(frame) else frame
     best = float(history["measured"].max()) if len(history) else np.nan
     summaries = []
