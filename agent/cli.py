@@ -25,8 +25,8 @@ from agent.lab.cli import lab_app
 from agent.lab.truth import LABS
 
 if TYPE_CHECKING:  # imported where used: `labloop --help` stays quick
-    from agent.status import BatchProgress
-    from agent.task_failures import FailureFacts
+    from agent.ops.task_failures import FailureFacts
+    from agent.reports.status import BatchProgress
 
 app = typer.Typer(help="labloop: cycler files in, next NCM recipes out.", no_args_is_help=True)
 # results on stdout; logs and errors on stderr, so a pipe gets only the results
@@ -188,7 +188,7 @@ def ingest(
     ],
 ) -> None:
     """Record files now, in this process (backfill). Files outside the inbox are copied."""
-    from agent.ingest import Ingestor
+    from agent.inbox.ingest import Ingestor
 
     settings = _settings()
     files = sorted(
@@ -200,7 +200,7 @@ def ingest(
     # grace a file still being copied into the inbox gets
     ingestor = Ingestor(settings.model_copy(update={"cut_short_grace_seconds": 0.0}))
     if logging.getLogger(OWN_LOGGERS[0]).level > logging.INFO:  # each fate is printed once
-        logging.getLogger("agent.ingest").setLevel(logging.ERROR)
+        logging.getLogger("agent.inbox.ingest").setLevel(logging.ERROR)
     inbox = settings.inbox.resolve()
     outcomes: dict[str, int] = {}
     touched: set[int] = set()
@@ -235,9 +235,9 @@ def _advance(batch_ids: list[int]) -> None:
 @app.command()
 def status() -> None:
     """Files ingested and quarantined, results per batch, recent failures."""
-    from agent.db import get_engine
-    from agent.status import build_status
-    from agent.task_failures import by_batch
+    from agent.ops.task_failures import by_batch
+    from agent.reports.status import build_status
+    from agent.store.db import get_engine
 
     settings = _settings(only_reads=True)
     facts = build_status(
@@ -305,8 +305,8 @@ def health(
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from agent.db import get_engine
-    from agent.heartbeat import service_beats
+    from agent.ops.heartbeat import service_beats
+    from agent.store.db import get_engine
 
     settings = _settings()
     try:
@@ -338,9 +338,9 @@ def import_history_command(
     ],
 ) -> None:
     """Load past experiments (failed rows too) as `historical`."""
-    from agent.campaign import campaign_space
-    from agent.db import get_engine
-    from agent.history import import_history
+    from agent.loop.batches import campaign_space
+    from agent.loop.history_import import import_history
+    from agent.store.db import get_engine
 
     settings = _settings()
     with _step(f"importing {path.name}"):
@@ -354,9 +354,9 @@ def import_history_command(
 @app.command()
 def retrain() -> None:
     """Train a new model version on everything recorded, in this process."""
-    from agent.campaign import campaign_space
-    from agent.db import get_engine
-    from agent.training import retrain as train
+    from agent.loop.batches import campaign_space
+    from agent.loop.retrain import retrain as train
+    from agent.store.db import get_engine
 
     settings = _settings()
     with _step("training the model (hyperparameter search, comparison, uncertainty)"):
@@ -377,11 +377,11 @@ def propose(
     ] = None,
 ) -> None:
     """Propose the next batch now (the first one from history alone: "zero-shot")."""
-    from agent.campaign import campaign_space
-    from agent.db import get_engine
-    from agent.modelstore import latest_run
-    from agent.planning import batch_of_model, draft_path, propose_next_batch
-    from agent.training import retrain as train
+    from agent.loop.batches import campaign_space
+    from agent.loop.model_files import latest_run
+    from agent.loop.propose import batch_of_model, draft_path, propose_next_batch
+    from agent.loop.retrain import retrain as train
+    from agent.store.db import get_engine
 
     settings = _settings()
     if pins:
@@ -454,9 +454,9 @@ app.add_typer(batch_app, name="batch")
 @batch_app.command("list")
 def batch_list() -> None:
     """Every batch with its state and results in."""
-    from agent.db import get_engine
-    from agent.status import build_status
-    from agent.task_failures import by_batch
+    from agent.ops.task_failures import by_batch
+    from agent.reports.status import build_status
+    from agent.store.db import get_engine
 
     settings = _settings(only_reads=True)
     facts = build_status(get_engine(settings.database_url))
@@ -471,8 +471,8 @@ def batch_close(
     ],
 ) -> None:
     """Mark a batch complete without its missing samples, and start its retrain."""
-    from agent.campaign import close_batch
-    from agent.db import get_engine
+    from agent.loop.batches import close_batch
+    from agent.store.db import get_engine
 
     settings = _settings()
     if not close_batch(get_engine(settings.database_url), number, reason):
@@ -495,9 +495,9 @@ def batch_approve(
     ] = None,
 ) -> None:
     """Approve a proposed batch: its recipe file is released to the lab."""
-    from agent.approval import approve
-    from agent.campaign import campaign_space
-    from agent.db import get_engine
+    from agent.loop.approval import approve
+    from agent.loop.batches import campaign_space
+    from agent.store.db import get_engine
 
     settings = _settings()
     batch = approve(get_engine(settings.database_url), campaign_space(settings), number, _who(by))
@@ -514,8 +514,8 @@ def batch_reject(
     ] = None,
 ) -> None:
     """Reject a proposed batch; `labloop propose` makes a new one."""
-    from agent.approval import reject
-    from agent.db import get_engine
+    from agent.loop.approval import reject
+    from agent.store.db import get_engine
 
     settings = _settings()
     reject(get_engine(settings.database_url), number, reason, _who(by))
@@ -532,9 +532,9 @@ def batch_edit(
     ],
 ) -> None:
     """Change a sample's recipe in a batch awaiting approval (validated, predicted again)."""
-    from agent.approval import edit
-    from agent.campaign import campaign_space
-    from agent.db import get_engine
+    from agent.loop.approval import edit
+    from agent.loop.batches import campaign_space
+    from agent.store.db import get_engine
 
     settings = _settings()
     try:

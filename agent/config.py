@@ -126,22 +126,23 @@ class Settings(BaseSettings):
     design_space: Path | None = None
     campaign: dict[str, Any] = Field(default_factory=dict)
 
-    # learning (agent.learning): random-search candidates, CV folds, bootstrap members
+    # learning (agent.learning.model): random-search candidates, CV folds, bootstrap members
     search_iterations: int = Field(default=20, ge=1)
     cv_folds: int = Field(default=5, ge=2)
     ensemble_size: int = Field(default=8, ge=1)
     compare_models: bool = True
     # the uncertainty the acquisition reads: "gp" grows away from tried recipes,
-    # "bootstrap" is the spread of the GBM's bootstrap ensemble (agent.uncertainty)
+    # "bootstrap" is the spread of the GBM's bootstrap ensemble (agent.learning.uncertainty)
     uncertainty: Literal["gp", "bootstrap"] = "gp"
-    # P(success) where nothing was tried nearby; unset: the classifier alone (agent.feasibility)
+    # P(success) where nothing was tried nearby; unset: the classifier alone
+    # (agent.learning.feasibility)
     feasibility_prior: float | None = Field(default=0.5, ge=0, le=1)
     # failed syntheses teach the success model (the paper's point); false leaves them out
     train_on_failures: bool = True
 
-    # proposing: "trust-ei" (agent.acquisition) or "paper" (mean + kappa * std, top ten)
+    # proposing: "trust-ei" (agent.learning.acquisition) or "paper" (mean + kappa * std, top ten)
     strategy: Literal["trust-ei", "paper"] = "trust-ei"
-    # the swarm (agent.proposer): the paper's 100 particles x 1000 iterations
+    # the swarm (agent.learning.swarm): the paper's 100 particles x 1000 iterations
     pso_particles: int = Field(default=100, ge=1)
     pso_iterations: int = Field(default=1000, ge=1)
     # trust-ei: recipes per batch that try a value no tried recipe used, and how many tried

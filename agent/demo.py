@@ -19,20 +19,20 @@ from typing import TypeVar
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
 from agent.cycler.base import Outcome
-from agent.db import Batch, BatchState, Experiment, Result, get_engine
 from agent.errors import LabloopError
-from agent.figures import write_figures
-from agent.history import import_history
+from agent.inbox.watcher import Submit
 from agent.lab import BASELINE, VirtualLab, lab_named, write_history
-from agent.planning import propose_next_batch
-from agent.recipes import read_recipe_file
-from agent.report import BatchSummary, batch_summaries
-from agent.space import DEFAULT_PATH
-from agent.training import retrain
-from agent.watcher import Submit
+from agent.loop.batches import batch_by_number, campaign_space
+from agent.loop.history_import import import_history
+from agent.loop.propose import propose_next_batch
+from agent.loop.recipe_files import read_recipe_file
+from agent.loop.retrain import retrain
+from agent.reports.figures import write_figures
+from agent.reports.per_batch import BatchSummary, batch_summaries
+from agent.space.design import DEFAULT_PATH
+from agent.store.db import Batch, BatchState, Experiment, Result, get_engine
 from workers import supervisor
 
 log = logging.getLogger(__name__)

@@ -92,11 +92,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from sqlmodel import Session, select
 from threadpoolctl import threadpool_limits
 
-from agent.campaign import record_progress
 from agent.config import Settings
 from agent.cycler.base import FailureClass
-from agent.db import Experiment, Result, init_db, make_engine
-from agent.history import import_history
+from agent.inbox.sample_ids import format_sample_id
 from agent.lab import (
     BASELINE,
     LABS,
@@ -110,10 +108,12 @@ from agent.lab import (
     true_optimum,
 )
 from agent.lab.failures import CELL_FAILURES, synthesis_failure_probability
-from agent.planning import propose_next_batch
-from agent.sample_ids import format_sample_id
-from agent.space import DesignSpace
-from agent.training import retrain
+from agent.loop.batches import record_progress
+from agent.loop.history_import import import_history
+from agent.loop.propose import propose_next_batch
+from agent.loop.retrain import retrain
+from agent.space.design import DesignSpace
+from agent.store.db import Experiment, Result, init_db, make_engine
 from benchmarks.campaign_report import report
 from benchmarks.strategies import (
     BaybeBotorch,

@@ -29,8 +29,8 @@ from pathlib import Path
 import redis
 from sqlmodel import Session, select
 
-from agent.db import Batch, BatchState, Experiment, IngestedFile, init_db, make_engine
-from agent.sample_ids import format_sample_id
+from agent.inbox.sample_ids import format_sample_id
+from agent.store.db import Batch, BatchState, Experiment, IngestedFile, init_db, make_engine
 
 REDIS_URL = "redis://127.0.0.1:6379/8"
 

@@ -34,10 +34,10 @@ import redis
 from sqlmodel import Session, func, select
 
 from agent.config import EMBEDDED_BROKER
-from agent.db import Batch, BatchState, Experiment, IngestedFile, init_db, make_engine
+from agent.inbox.sample_ids import format_sample_id
 from agent.lab import VirtualLab
-from agent.sample_ids import format_sample_id
-from agent.space import DesignSpace
+from agent.space.design import DesignSpace
+from agent.store.db import Batch, BatchState, Experiment, IngestedFile, init_db, make_engine
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 

@@ -8,7 +8,7 @@ in one run:
 * labloop: 20 candidates x 5-fold CV, warm-started from the previous model's best.
 
 Both compare the four models (Table 1), fit the 8-member bootstrap ensemble, the GP of
-`agent.uncertainty`, the feasibility model and the held-out-region error ("uncertainty"),
+`agent.learning.uncertainty`, the feasibility model and the held-out-region error ("uncertainty"),
 then propose with the default acquisition (trust-ei: the swarm's 100 particles x 1000
 iterations and the batch). Prints the split and the CV RMSE.
 
@@ -24,14 +24,14 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from agent.campaign import campaign_space
 from agent.config import Settings
-from agent.db import Experiment, Result, get_engine
 from agent.demo import DEFAULT_HISTORY
-from agent.history import import_history
 from agent.lab import VirtualLab
-from agent.planning import propose_next_batch
-from agent.training import retrain
+from agent.loop.batches import campaign_space
+from agent.loop.history_import import import_history
+from agent.loop.propose import propose_next_batch
+from agent.loop.retrain import retrain
+from agent.store.db import Experiment, Result, get_engine
 
 WIDTHS = (9, 9, 11, 13, 9, 8)
 CONFIGS = {

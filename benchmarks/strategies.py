@@ -21,7 +21,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from sklearn.preprocessing import MinMaxScaler
 
-from agent.space import DesignSpace, Recipe
+from agent.space.design import DesignSpace, Recipe
 
 # the order in which the expert varies parameters: the levers that move capacity most in
 # the lab's experience first, the habits (Li source, atmosphere) last

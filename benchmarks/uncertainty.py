@@ -2,14 +2,14 @@
 
 For each lab of the family and each seed, the biased history's measured rows are split in
 five folds twice: **random** rows, and **regions** (k-means clusters of the scaled recipes,
-`agent.learning.region_folds`: a fold is a part of the space the model never saw). A model
-is trained on four folds with labloop's learning (`agent.learning.fit`) and predicts the
+`agent.learning.model.region_folds`: a fold is a part of the space the model never saw). A model
+is trained on four folds with labloop's learning (`agent.learning.model.fit`) and predicts the
 fifth. Three uncertainties of the same predictions are scored:
 
 * **bootstrap**: the spread of the GBM's bootstrap ensemble (what the paper's strategy and
   labloop before the acquisition stated);
 * **bootstrap + noise**: the same, with the CV error added in quadrature as replicate noise;
-* **GP** (labloop's default): the distance-aware GP of `agent.uncertainty`, noise included,
+* **GP** (labloop's default): the distance-aware GP of `agent.learning.uncertainty`, noise included,
   around the GBM mean corrected by the GP on its residuals.
 
 Columns: RMSE of the mean (GBM alone and GBM + GP correction), the share of held-out
@@ -30,10 +30,10 @@ from scipy.stats import spearmanr
 from sklearn.model_selection import GroupKFold, KFold
 
 from agent.lab import LABS, generate_history
-from agent.learning import LearningConfig, fit, region_folds
-from agent.space import DesignSpace
-from agent.training_data import TrainingSet
-from agent.uncertainty import Scaling
+from agent.learning.model import LearningConfig, fit, region_folds
+from agent.learning.training_set import TrainingSet
+from agent.learning.uncertainty import Scaling
+from agent.space.design import DesignSpace
 
 METHODS = ("bootstrap", "bootstrap + noise", "GP")
 CONFIG = LearningConfig(n_iter=10, compare=False, n_jobs=2)

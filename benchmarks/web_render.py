@@ -34,7 +34,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from agent.config import Settings
-from agent.db import (
+from agent.inbox.sample_ids import format_sample_id
+from agent.reports.status import FailureLine, FileCounts, quarantine
+from agent.store.db import (
     Batch,
     BatchState,
     Experiment,
@@ -45,8 +47,6 @@ from agent.db import (
     init_db,
     make_engine,
 )
-from agent.sample_ids import format_sample_id
-from agent.status import FailureLine, FileCounts, quarantine
 from agent.web import facts
 from agent.web.app import create_app
 

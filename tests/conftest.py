@@ -11,11 +11,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
-from agent.campaign import campaign_space
 from agent.config import FAST_BUDGET, Settings
-from agent.db import Batch, BatchState, Experiment, Origin, Result, init_db, make_engine
-from agent.history import import_history
-from agent.sample_ids import format_sample_id
+from agent.inbox.sample_ids import format_sample_id
+from agent.loop.batches import campaign_space
+from agent.loop.history_import import import_history
+from agent.store.db import Batch, BatchState, Experiment, Origin, Result, init_db, make_engine
 from tests.synthetic import write_history
 
 REPO = Path(__file__).resolve().parents[1]

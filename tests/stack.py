@@ -17,7 +17,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from agent.db import init_db, make_engine
+from agent.store.db import init_db, make_engine
 
 # each test file that uses Redis has a database of its own: files run side by side (-n 2)
 REDIS_URL = "redis://127.0.0.1:6379/7"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agent.space import DesignSpace
+from agent.space.design import DesignSpace
 
 OPTIMUM = {"ni_fraction": 0.94, "calcination_temp_c": 720.0, "coating_temp_c": 380.0,
            "li_ratio": 1.03}  # fmt: skip

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.acquisition import (
+from agent.lab import generate_history
+from agent.lab.history import ONE_VALUE
+from agent.learning.acquisition import (
     GLOBAL,
     PROBE,
     AcquisitionConfig,
@@ -21,10 +23,8 @@ from agent.acquisition import (
     trust_length,
     value_counts,
 )
-from agent.lab import generate_history
-from agent.lab.history import ONE_VALUE
-from agent.learning import LearningConfig, fit, impute
-from agent.space import DesignSpace
+from agent.learning.model import LearningConfig, fit, impute
+from agent.space.design import DesignSpace
 from benchmarks.uncertainty import training_set
 
 SPACE = DesignSpace.load()
@@ -159,8 +159,8 @@ def test_a_batch_is_ten_bets_not_ten_copies_of_one(batch):
 
 
 def test_failures_nearby_lower_p_success_and_nothing_nearby_is_the_prior():
-    from agent.feasibility import Feasibility
-    from agent.uncertainty import Scaling
+    from agent.learning.feasibility import Feasibility
+    from agent.learning.uncertainty import Scaling
 
     columns = ["calcination_temp_c", "li_ratio"]
     scaling = Scaling.of(SPACE, columns)

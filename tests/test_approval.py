@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from agent.approval import ApprovalError, approve, edit, reject
-from agent.campaign import batch_by_number, campaign_space, record_progress
-from agent.db import Batch
-from agent.planning import draft_path, propose_next_batch
-from agent.recipes import read_recipe_file
-from agent.training import retrain
+from agent.loop.approval import ApprovalError, approve, edit, reject
+from agent.loop.batches import batch_by_number, campaign_space, record_progress
+from agent.loop.propose import draft_path, propose_next_batch
+from agent.loop.recipe_files import read_recipe_file
+from agent.loop.retrain import retrain
+from agent.store.db import Batch
 from tests.conftest import add_ok_results
 
 
@@ -98,7 +98,7 @@ def test_without_the_gate_the_file_is_released_at_once(engine, small, with_histo
 def test_early_results_wait_for_the_approval_and_then_count(engine, gated, with_history):
     """Results for a batch nobody released are recorded but do not start it: no retrain on a
     recipe file the lab was never meant to have; approving then moves it on."""
-    from agent.campaign import record_progress
+    from agent.loop.batches import record_progress
 
     space, batch = proposed(engine, gated)
     add_ok_results(engine, batch.id)

@@ -46,22 +46,27 @@ def test_every_module_of_agent_is_either_an_edge_or_kept_from_the_broker() -> No
     assert top_level >= EDGES
 
 
-def test_the_broker_contract_catches_a_forbidden_import(tmp_path: Path) -> None:
-    """The contract can fail: in a copy of the code where the ingest imports Celery, it does."""
+def test_the_contracts_catch_a_forbidden_and_an_upward_import(tmp_path: Path) -> None:
+    """The contracts can fail: in a copy of the code where the ingest imports Celery and the
+    design space imports the batch states (an upward import), both are broken."""
     for package in ("agent", "workers"):
         for path in (REPO / package).rglob("*.py"):
             target = tmp_path / path.relative_to(REPO)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(path.read_bytes())
-    ingest = tmp_path / "agent" / "ingest.py"
+    ingest = tmp_path / "agent" / "inbox" / "ingest.py"
     ingest.write_text(ingest.read_text() + "\nimport celery  # noqa: E402\n")
+    space = tmp_path / "agent" / "space" / "design.py"
+    space.write_text(space.read_text() + "\nimport agent.loop.batches  # noqa: E402\n")
     (tmp_path / "pyproject.toml").write_bytes((REPO / "pyproject.toml").read_bytes())
     linted = subprocess.run(
         [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True,
     )  # fmt: skip
     assert linted.returncode == 1, linted.stdout + linted.stderr
-    assert "agent.ingest -> celery" in linted.stdout, linted.stdout
+    assert "agent.inbox.ingest -> celery" in linted.stdout, linted.stdout
+    assert "agent.space.design -> agent.loop.batches" in linted.stdout, linted.stdout
+    assert "2 broken" in linted.stdout, linted.stdout
 
 
 def test_every_error_labloop_raises_on_purpose_has_the_one_base() -> None:
@@ -78,5 +83,5 @@ def test_every_error_labloop_raises_on_purpose_has_the_one_base() -> None:
             and value.__module__ == module.name
         ]  # fmt: skip
     names = {f"{error.__module__}.{error.__name__}": error for error in own}
-    assert {"agent.cycler.base.ReadError", "agent.ingest.Rejected"} <= names.keys()
+    assert {"agent.cycler.base.ReadError", "agent.inbox.judge.Rejected"} <= names.keys()
     assert [name for name, error in names.items() if not issubclass(error, LabloopError)] == []

@@ -1,4 +1,4 @@
-"""agent.campaign: batches move forward only, and exactly one caller completes a batch."""
+"""agent.loop.batches: batches move forward only, and exactly one caller completes a batch."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import threading
 
 from sqlmodel import Session, select
 
-from agent import campaign
-from agent.db import Batch, Experiment, Result
+from agent.loop import batches
+from agent.store.db import Batch, Experiment, Result
 from tests.conftest import add_batch
 
 
@@ -29,17 +29,17 @@ def state(engine, batch_id: int) -> str:
 def test_batch_runs_then_completes_once(engine):
     batch = add_batch(engine, 1, size=3)
     add_result(engine, "B001-S01")
-    assert campaign.record_progress(engine, batch.id) is None
+    assert batches.record_progress(engine, batch.id) is None
     assert state(engine, batch.id) == "running"
     with Session(engine) as session:
-        assert campaign.missing_samples(session, batch.id) == ["B001-S02", "B001-S03"]
+        assert batches.missing_samples(session, batch.id) == ["B001-S02", "B001-S03"]
     add_result(engine, "B001-S02", outcome="failed")
     add_result(engine, "B001-S03")
-    assert campaign.record_progress(engine, batch.id) == 1
+    assert batches.record_progress(engine, batch.id) == 1
     assert state(engine, batch.id) == "complete"
     # a re-test arriving later is stored but does not complete the batch a second time
     add_result(engine, "B001-S03", sha="retest")
-    assert campaign.record_progress(engine, batch.id) is None
+    assert batches.record_progress(engine, batch.id) is None
     assert state(engine, batch.id) == "complete"
 
 
@@ -50,7 +50,7 @@ def race(engine, batch_id: int, callers: int = 8) -> list[int | None]:
 
     def call() -> None:
         barrier.wait()
-        winners.append(campaign.record_progress(engine, batch_id))
+        winners.append(batches.record_progress(engine, batch_id))
 
     threads = [threading.Thread(target=call) for _ in range(callers)]
     for t in threads:
@@ -73,10 +73,10 @@ def test_racing_callers_complete_a_batch_exactly_once(engine):
 def test_close_batch_completes_an_open_batch_once(engine):
     add_batch(engine, 3, size=2)
     add_result(engine, "B003-S01")
-    assert campaign.close_batch(engine, 3, "S02 cell lost in the glovebox") is True
-    assert campaign.close_batch(engine, 3, "again") is False
+    assert batches.close_batch(engine, 3, "S02 cell lost in the glovebox") is True
+    assert batches.close_batch(engine, 3, "again") is False
     with Session(engine) as session:
         batch = session.exec(select(Batch).where(Batch.number == 3)).one()
     assert batch.state == "complete"
     assert batch.closed_reason == "S02 cell lost in the glovebox"
-    assert campaign.unfinished_work(engine) == ([3], [])
+    assert batches.unfinished_work(engine) == ([3], [])

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from agent.lab import Kind, LabOutcome, generate_history, true_optimum
-from agent.space import DesignSpace
+from agent.space.design import DesignSpace
 from benchmarks.campaign import (
     METHODS,
     Config,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from agent.lab import generate_history
-from agent.space import DesignSpace
+from agent.space.design import DesignSpace
 from benchmarks.campaign import Config, history_best, run_job, trials_frame
 from benchmarks.campaign_report import curves
 

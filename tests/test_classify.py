@@ -1,4 +1,4 @@
-"""agent.cycler.classify: each failure signature gets its class and a reason."""
+"""agent.inbox.classify: each failure signature gets its class and a reason."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from agent.config import Settings
 from agent.cycler.base import FailureClass, FirstCycle, MassSource, Outcome, SheetRow, StepSummary
-from agent.cycler.classify import Protocol, classify_cycle, from_sheet_row, needs_mass
+from agent.inbox.classify import Protocol, classify_cycle, from_sheet_row, needs_mass
 
 PROTOCOL = Protocol()
 MASS_MG = 15.0  # 1 mAh on 15 mg = 66.7 mAh/g

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from agent.db import Batch, init_db, make_engine
+from agent.store.db import Batch, init_db, make_engine
 from tests.conftest import add_batch
 
 DATA = Path(__file__).parent / "data" / "ingest"
@@ -74,8 +74,8 @@ def test_propose_pins_from_the_command_line_and_campaign_from_the_environment(
     assert done.stdout.startswith("model v1:") and "batch 1: " in done.stdout
     bad = labloop(home, "propose", "--set", "ni_fraction=0.5")
     assert bad.returncode != 0 and "ni_fraction" in bad.stderr + bad.stdout
-    from agent.recipes import read_recipe_file
-    from agent.space import DesignSpace
+    from agent.loop.recipe_files import read_recipe_file
+    from agent.space.design import DesignSpace
 
     samples = read_recipe_file(home / "recipes" / "batch-001.csv", DesignSpace.load())
     assert {s.recipe["atmosphere"] for s in samples} == {"air"}

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.acquisition import probe_recipe, trust_box
-from agent.learning import impute
-from agent.recipes import PlannedSample, read_recipe_file, render, write_recipe_file
-from agent.space import DEFAULT_PATH, DesignSpace
-from agent.space_encoding import NOT_APPLIED
+from agent.learning.acquisition import probe_recipe, trust_box
+from agent.learning.model import impute
+from agent.loop.recipe_files import PlannedSample, read_recipe_file, render, write_recipe_file
+from agent.space.design import DEFAULT_PATH, DesignSpace
+from agent.space.encoding import NOT_APPLIED
 
 SPACE = DesignSpace.load()
 COATING = ("coating_amount", "coating_temp_c", "coating_time_h")

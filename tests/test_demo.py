@@ -9,7 +9,7 @@ import sys
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from agent.db import Batch, Experiment, Heartbeat, Result, make_engine
+from agent.store.db import Batch, Experiment, Heartbeat, Result, make_engine
 
 
 def test_short_demo_runs_the_whole_loop(tmp_path):

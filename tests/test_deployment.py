@@ -23,7 +23,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from agent.config import FAST_BUDGET
-from agent.db import init_db, make_engine
+from agent.store.db import init_db, make_engine
 from tests.conftest import POSTGRES_URL, add_batch, postgres_url
 from tests.stack import Stack, free_port, sheet
 from tests.synthetic import write_history

@@ -14,7 +14,7 @@ import pytest
 import redis
 from sqlmodel import Session, select
 
-from agent.db import Heartbeat, IngestedFile, Result
+from agent.store.db import Heartbeat, IngestedFile, Result
 from tests.stack import REDIS_URL, Stack, home_with_batches, sheet
 
 
@@ -67,8 +67,7 @@ def test_files_in_the_inbox_are_recorded_through_real_workers(stack, tmp_path):
     # row), so wait for the inbox to empty as well as for the row
     assert stack.wait_for(
         lambda: (
-            stack.count(IngestedFile, status="quarantined") == 2
-            and not any(stack.inbox.iterdir())
+            stack.count(IngestedFile, status="quarantined") == 2 and not any(stack.inbox.iterdir())
         ),
         20,
     ), sorted(p.name for p in stack.inbox.iterdir())

@@ -24,7 +24,7 @@ import redis
 from sqlmodel import Session, select
 
 from agent.config import EMBEDDED_BROKER, FAST_BUDGET
-from agent.db import Batch, IngestedFile, ModelRun, Result, make_engine
+from agent.store.db import Batch, IngestedFile, ModelRun, Result, make_engine
 from benchmarks.mixed_drops import (
     DropSet,
     check_conservation,

@@ -10,8 +10,8 @@ from matplotlib.collections import PathCollection
 from matplotlib.container import ErrorbarContainer
 from sqlmodel import Session, select
 
-from agent.db import Batch, BatchState, Experiment, Origin, Result
-from agent.figures import (
+from agent.loop.recipe_files import Z_95
+from agent.reports.figures import (
     batch_figures,
     category_shares,
     draw_parameters,
@@ -21,9 +21,9 @@ from agent.figures import (
     parity_points,
     write_figures,
 )
-from agent.recipes import Z_95
-from agent.report import batch_summaries, experiments_frame
-from agent.space import DesignSpace
+from agent.reports.per_batch import batch_summaries, experiments_frame
+from agent.space.design import DesignSpace
+from agent.store.db import Batch, BatchState, Experiment, Origin, Result
 
 SPACE = DesignSpace.load()
 BASE = {"ni_fraction": 0.90, "li_source": "LiOH", "atmosphere": "O2", "calcination_temp_c": 720}

@@ -14,8 +14,8 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from agent.db import Heartbeat, init_db, make_engine
-from agent.heartbeat import Beater, beat, service_beats
+from agent.ops.heartbeat import Beater, beat, service_beats
+from agent.store.db import Heartbeat, init_db, make_engine
 
 
 def labloop(home: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -119,7 +119,7 @@ def _wait_for(engine, condition, timeout: float = 20.0):
 
 def test_a_service_whose_own_threads_died_stops_beating(tmp_path):
     """The watcher's beat asks whether its observer and settle loop still run."""
-    from agent.watcher import InboxWatcher
+    from agent.inbox.watcher import InboxWatcher
 
     url = f"sqlite:///{tmp_path / 'labloop.db'}"
     engine = make_engine(url)

@@ -1,4 +1,4 @@
-"""agent.history: past records in, failed and unmeasured rows kept, re-import adds nothing."""
+"""agent.loop.history_import: past records in, failed and unmeasured kept, re-import adds none."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import pytest
 from sqlmodel import Session, select
 
 from agent.cycler import read_export
-from agent.db import Experiment, Result
-from agent.history import import_history
-from agent.space import DesignSpace
-from agent.training_data import load_training_set
+from agent.loop.history_import import import_history
+from agent.loop.training_data import load_training_set
+from agent.space.design import DesignSpace
+from agent.store.db import Experiment, Result
 
 SPACE = DesignSpace.load()
 HEADER = "ni_fraction,calcination_temp_c,li_source,initial_discharge_mah_g,status,reason"

@@ -1,4 +1,4 @@
-"""agent.ingest: one file -> one record, idempotent, nothing lost (SQLite and PostgreSQL)."""
+"""agent.inbox.ingest: one file -> one record, idempotent, nothing lost (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from agent.db import Experiment, IngestedFile, Result
-from agent.ingest import Ingestor
+import agent.inbox.ingest as ingest_module
+import agent.inbox.judge as judge_module
+from agent.inbox.ingest import Ingestor
+from agent.inbox.judge import Judge
+from agent.store.db import Experiment, IngestedFile, Result
 from tests.conftest import CYCLER_FILES, add_batch
 
 DATA = Path(__file__).parent / "data" / "ingest"
@@ -103,16 +106,15 @@ def test_crash_between_commit_and_move_is_finished_by_retry(settings, engine, mo
     add_batch(engine, 1)
     ingestor = Ingestor(settings, engine)
     path = drop(settings, DATA / "B001-results.csv")
-    real_place = Ingestor._place
 
     def crash(*_args, **_kwargs):
         raise SystemExit("worker killed")
 
-    monkeypatch.setattr(Ingestor, "_place", crash)
+    monkeypatch.setattr(ingest_module, "place_file", crash)
     with pytest.raises(SystemExit):
         ingestor.ingest(path)
     assert path.exists()  # committed, not yet moved
-    monkeypatch.setattr(Ingestor, "_place", real_place)
+    monkeypatch.undo()
     report = ingestor.ingest(path)
     assert report.status == "archived"
     assert not path.exists()
@@ -388,20 +390,18 @@ def test_hard_link_into_the_inbox_is_quarantined_not_read(settings, engine, tmp_
 def test_file_replaced_while_read_is_given_back_then_recorded(settings, engine, monkeypatch):
     add_batch(engine, 1)
     path = drop(settings, DATA / "B001-results.csv")
-    import agent.ingest as ingest_module
-
-    real = ingest_module.read_export
+    real = judge_module.read_export
 
     def read_then_replace(target):
         export = real(target)
         target.write_bytes((DATA / "B001-S01-retest.csv").read_bytes())
         return export
 
-    monkeypatch.setattr(ingest_module, "read_export", read_then_replace)
+    monkeypatch.setattr(judge_module, "read_export", read_then_replace)
     ingestor = Ingestor(settings, engine)
     assert ingestor.ingest(path).status == "changed"
     assert rows(engine, Result) == []
-    monkeypatch.setattr(ingest_module, "read_export", real)
+    monkeypatch.setattr(judge_module, "read_export", real)
     assert ingestor.ingest(path).status == "archived"
     assert [r.discharge_mah_g for r in rows(engine, Result)] == [223.0]  # the new content
     assert [f.status for f in rows(engine, IngestedFile)] == ["archived"]
@@ -416,14 +416,14 @@ def test_same_bytes_under_two_names_at_once_end_archived_and_duplicate(
     first = drop(settings, DATA / "B001-results.csv", f"run{attempt}-a.csv")
     second = drop(settings, DATA / "B001-results.csv", f"run{attempt}-b.csv")
     both_read = threading.Barrier(2, timeout=30)
-    real_read = Ingestor._read
+    real_read = Judge.read
 
     def read_then_wait(self, *args):
         tests = real_read(self, *args)
         both_read.wait()
         return tests
 
-    monkeypatch.setattr(Ingestor, "_read", read_then_wait)
+    monkeypatch.setattr(Judge, "read", read_then_wait)
     reports, errors = [], []
 
     def work(path):
@@ -551,9 +551,7 @@ def test_content_changed_in_place_while_read_is_caught_by_its_hash(settings, eng
     """Same size, mtime put back: only the hash tells the bytes read are not the file's."""
     add_batch(engine, 1)
     path = drop(settings, DATA / "B001-results.csv")
-    import agent.ingest as ingest_module
-
-    real = ingest_module.read_export
+    real = judge_module.read_export
 
     def read_then_overwrite(target):
         export = real(target)
@@ -564,7 +562,7 @@ def test_content_changed_in_place_while_read_is_caught_by_its_hash(settings, eng
         os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         return export
 
-    monkeypatch.setattr(ingest_module, "read_export", read_then_overwrite)
+    monkeypatch.setattr(judge_module, "read_export", read_then_overwrite)
     report = Ingestor(settings, engine).ingest(path)
     assert report.status == "changed"
     assert path.exists() and rows(engine, Result) == []

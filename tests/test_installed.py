@@ -51,7 +51,7 @@ def test_the_wheel_runs_the_loop_from_an_unrelated_folder(installed, tmp_path):
     history = installed / "agent" / "data" / "historical.csv"
     assert "700 experiments added" in labloop("import-history", str(history)).stdout
     assert "batch 1: " in labloop("propose").stdout
-    from agent.db import make_engine
+    from agent.store.db import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'home' / 'var' / 'labloop.db'}")
     add_batch(engine, 2, size=2)  # a batch a result sheet can complete

@@ -1,4 +1,4 @@
-"""agent.learning: the four-model comparison, the GBM search within the paper's ranges."""
+"""agent.learning.model: the four-model comparison, the GBM search within the paper's ranges."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.learning import (
+from agent.learning.model import (
     METRIC_ROWS,
     PAPER_SEARCH_SPACE,
     LearningConfig,
@@ -16,8 +16,8 @@ from agent.learning import (
     impute,
     tune_gbm,
 )
-from agent.space import DesignSpace
-from agent.training_data import TrainingSet
+from agent.learning.training_set import TrainingSet
+from agent.space.design import DesignSpace
 from tests.synthetic import capacity
 
 SPACE = DesignSpace.load()
@@ -104,7 +104,7 @@ def test_impute_fills_old_records():
 
 
 def test_one_r2_the_headline_is_the_tuned_gbm_column_of_the_comparison():
-    from agent.learning import LearningConfig, fit
+    from agent.learning.model import LearningConfig, fit
 
     config = LearningConfig(n_iter=3, folds=3, ensemble=2, compare=True, seed=1)
     _model, report = fit(training_set(120), SPACE, config)

@@ -22,9 +22,9 @@ from celery import Celery
 from sqlmodel import Session, select
 
 from agent.config import FAST_BUDGET
-from agent.db import Batch, IngestedFile, ModelRun
-from agent.recipes import read_recipe_file
-from agent.space import DesignSpace
+from agent.loop.recipe_files import read_recipe_file
+from agent.space.design import DesignSpace
+from agent.store.db import Batch, IngestedFile, ModelRun
 from tests.stack import Stack, home_with_batches, sheet
 from tests.synthetic import capacity, write_history
 

@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 from sqlmodel import SQLModel
 
-from agent.db import BASELINE, MIGRATIONS, init_db, make_engine
+from agent.store.db import BASELINE, MIGRATIONS, init_db, make_engine
 from tests.conftest import POSTGRES_URL, postgres_url
 
 LEGACY_DUMP = Path(__file__).parent / "data" / "labloop-0.1.0.sql"

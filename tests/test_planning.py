@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from agent.campaign import campaign_space
-from agent.db import Batch, Experiment, ModelRun
-from agent.modelstore import UntrustedModel, load_model
-from agent.planning import known_recipes, propose_next_batch, recipe_is_ours
-from agent.recipes import read_recipe_file, write_recipe_file
-from agent.training import retrain
+from agent.loop.batches import campaign_space
+from agent.loop.model_files import UntrustedModel, load_model
+from agent.loop.propose import known_recipes, propose_next_batch, recipe_is_ours
+from agent.loop.recipe_files import read_recipe_file, write_recipe_file
+from agent.loop.retrain import retrain
+from agent.store.db import Batch, Experiment, ModelRun
 
 
 def test_retrain_stores_a_run_and_a_file_that_is_never_overwritten(engine, small, with_history):

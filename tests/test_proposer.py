@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.proposer import MIN_DISTANCE, propose
-from agent.space import DesignSpace
+from agent.learning.swarm import MIN_DISTANCE, propose
+from agent.space.design import DesignSpace
 
 SPACE = DesignSpace.load()
 # a known interior optimum on the grid
@@ -195,7 +195,7 @@ def test_a_space_too_small_for_the_batch_gives_fewer_recipes_and_warns(caplog) -
             }
         }
     )
-    with caplog.at_level(logging.WARNING, logger="agent.proposer"):
+    with caplog.at_level(logging.WARNING, logger="agent.learning.swarm"):
         proposal = propose(
             tiny,
             lambda f: f["atmosphere=air"].to_numpy(),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from agent.ingest import Ingestor
-from agent.status import build_status, quarantine
+from agent.inbox.ingest import Ingestor
+from agent.reports.status import build_status, quarantine
 from tests.conftest import add_batch
 
 DATA = Path(__file__).parent / "data" / "ingest"

@@ -17,7 +17,8 @@ from sqlalchemy import create_engine, func, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
-from agent.db import (
+from agent.inbox.lease import LeaseKeeper
+from agent.store.db import (
     FileStatus,
     IngestedFile,
     Result,
@@ -26,7 +27,6 @@ from agent.db import (
     make_engine,
     utcnow,
 )
-from agent.lease import LeaseKeeper
 from benchmarks.mixed_drops import child_pids
 from tests.conftest import POSTGRES_URL, add_batch, postgres_url
 from tests.proxy import TcpProxy
@@ -50,7 +50,7 @@ def test_recovery_keeps_asking_until_the_database_answers(monkeypatch):
     queued = []
     waits = []
     monkeypatch.setattr(tasks, "_engine", lambda: None)
-    monkeypatch.setattr(tasks.campaign, "unfinished_work", unfinished_work)
+    monkeypatch.setattr(tasks.batches, "unfinished_work", unfinished_work)
     monkeypatch.setattr(tasks.time, "sleep", waits.append)
     monkeypatch.setattr(tasks.retrain, "apply_async", lambda **kw: queued.append(("retrain", kw)))
     monkeypatch.setattr(

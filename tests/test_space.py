@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from agent.space import DEFAULT_PATH, DesignSpace
+from agent.space.design import DEFAULT_PATH, DesignSpace
 
 SPACE = DesignSpace.load()
 DOPANTS = [f"dopant_{x}" for x in ("zr", "al", "ti", "mg", "b", "nb")]

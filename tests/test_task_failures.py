@@ -16,10 +16,10 @@ import redis
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from agent.campaign import campaign_space
 from agent.config import FAST_BUDGET, Settings
-from agent.db import Batch, BatchState, Heartbeat, ModelRun, TaskFailure, init_db, make_engine
-from agent.history import import_history
+from agent.loop.batches import campaign_space
+from agent.loop.history_import import import_history
+from agent.store.db import Batch, BatchState, Heartbeat, ModelRun, TaskFailure, init_db, make_engine
 from agent.web.app import create_app
 from tests.conftest import add_batch
 from tests.synthetic import write_history

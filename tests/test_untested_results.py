@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from agent import campaign
-from agent.db import IngestedFile, Result
-from agent.ingest import Ingestor
-from agent.status import build_status
-from agent.training_data import load_training_set
+from agent.inbox.ingest import Ingestor
+from agent.loop import batches
+from agent.loop.training_data import load_training_set
+from agent.reports.status import build_status
+from agent.store.db import IngestedFile, Result
 from tests.conftest import CYCLER_FILES, add_batch
 
 TEST_DATA = Path(__file__).parent / "data"
@@ -47,12 +47,12 @@ def test_file_without_a_test_waits_for_the_real_one(settings, engine, fixture, s
     with Session(engine) as session:
         untested = session.exec(select(Result).where(Result.failure_class == "untested")).one()
         assert session.exec(select(IngestedFile.status)).all() == ["archived", "archived"]
-        assert campaign.missing_samples(session, batch.id) == ["B001-S01"]
+        assert batches.missing_samples(session, batch.id) == ["B001-S01"]
     assert untested.outcome == "failed"
     assert untested.reason == (
         f"no charge and no discharge in the file {seen}: the cycling test has not run yet"
     )
-    assert campaign.record_progress(engine, batch.id) is None
+    assert batches.record_progress(engine, batch.id) is None
     training = load_training_set(engine)
     assert training.sample_ids == ["B001-S02"]
     assert training.counts["unmeasured"] == 1
@@ -68,7 +68,7 @@ def test_file_without_a_test_waits_for_the_real_one(settings, engine, fixture, s
     its_protocol = {"charge_cutoff_v": 3.8, "discharge_cutoff_v": 1.3}
     retest = Ingestor(settings.model_copy(update=its_protocol), engine)
     ingest(retest, CYCLER_FILES / "maccor" / "maccor_002.txt", "B001-S01-retest.txt")
-    assert campaign.record_progress(engine, batch.id) == 1
+    assert batches.record_progress(engine, batch.id) == 1
     training = load_training_set(engine)
     assert sorted(training.sample_ids) == ["B001-S01", "B001-S02"]
     assert training.counts["unmeasured"] == 0

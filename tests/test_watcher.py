@@ -1,4 +1,4 @@
-"""agent.watcher: only complete files are handed on, once; nothing is dropped."""
+"""agent.inbox.watcher: only complete files are handed on, once; nothing is dropped."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.watcher import InboxWatcher, is_candidate
+from agent.inbox.watcher import InboxWatcher, is_candidate
 
 
 class Recorder:

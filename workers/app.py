@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import Celery
 
 from agent.config import Settings, get_settings
-from agent.task_names import INGEST_TASK, PROPOSE_TASK, RETRAIN_TASK
+from agent.ops.task_names import INGEST_TASK, PROPOSE_TASK, RETRAIN_TASK
 from workers.embedded_broker import TRANSPORT as EMBEDDED_TRANSPORT
 from workers.queues import INGEST_QUEUE, LEARNING_QUEUE
 

@@ -24,9 +24,9 @@ from celery import Celery
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 from kombu.utils.url import maybe_sanitize_url
 
-from agent.db import as_utc
-from agent.heartbeat import ServiceBeat
-from agent.task_names import TASK_WORDS
+from agent.ops.heartbeat import ServiceBeat
+from agent.ops.task_names import TASK_WORDS
+from agent.store.db import as_utc
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from celery.signals import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from agent.heartbeat import Beater
-from agent.task_failures import record_failure
-from agent.task_names import doing
+from agent.ops.heartbeat import Beater
+from agent.ops.task_failures import record_failure
+from agent.ops.task_names import doing
 from workers.tasks import _engine, _settings
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import Settings
-from agent.heartbeat import WATCHER, Beater
-from agent.watcher import InboxWatcher, Submit
+from agent.inbox.watcher import InboxWatcher, Submit
+from agent.ops.heartbeat import WATCHER, Beater
 from workers.queues import INGEST_QUEUE, LEARNING_QUEUE
 
 log = logging.getLogger(__name__)

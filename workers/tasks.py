@@ -18,11 +18,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from agent import campaign, modelstore, planning, training
 from agent.config import Settings, get_settings
-from agent.db import get_engine
-from agent.ingest import Ingestor
-from agent.task_names import INGEST_TASK, PROPOSE_TASK, RETRAIN_TASK
+from agent.inbox.ingest import Ingestor
+from agent.loop import batches, model_files, propose
+from agent.loop.retrain import retrain as retrain_model
+from agent.ops.task_names import INGEST_TASK, PROPOSE_TASK, RETRAIN_TASK
+from agent.store.db import get_engine
 from workers.app import app
 from workers.queues import LEARNING_QUEUE
 
@@ -78,7 +79,7 @@ def advance_batches(batch_ids: Iterable[int]) -> list[int]:
     completed = [
         number
         for batch_id in batch_ids
-        if (number := campaign.record_progress(_engine(), batch_id)) is not None
+        if (number := batches.record_progress(_engine(), batch_id)) is not None
     ]
     for number in completed:
         retrain.apply_async(args=[number])
@@ -89,7 +90,7 @@ def advance_batches(batch_ids: Iterable[int]) -> list[int]:
 def retrain(batch_number: int | None = None) -> int:
     """Train a new model on everything recorded; then propose the next batch."""
     settings = _settings()
-    run = training.retrain(_engine(), settings, campaign.campaign_space(settings), batch_number)
+    run = retrain_model(_engine(), settings, batches.campaign_space(settings), batch_number)
     propose_batch.apply_async(args=[run.version])
     return run.version
 
@@ -99,10 +100,10 @@ def propose_batch(model_version: int) -> int | None:
     """Write the next recipe file from a model version (once per version)."""
     settings = _settings()
     engine = _engine()
-    run = modelstore.run_by_version(engine, model_version)
+    run = model_files.run_by_version(engine, model_version)
     if run is None:
         raise LookupError(f"no model v{model_version}")
-    batch = planning.propose_next_batch(engine, settings, campaign.campaign_space(settings), run)
+    batch = propose.propose_next_batch(engine, settings, batches.campaign_space(settings), run)
     return None if batch is None else batch.number
 
 
@@ -130,7 +131,7 @@ def requeue_unfinished_work(first_wait: float = 1.0, longest_wait: float = 60.0)
     wait = first_wait
     while True:
         try:
-            complete, unproposed = campaign.unfinished_work(_engine())
+            complete, unproposed = batches.unfinished_work(_engine())
             break
         except OperationalError as error:
             log.warning("start-up recovery: database unreachable (%s); again in %.0f s",

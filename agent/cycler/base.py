@@ -4,7 +4,7 @@ A reader turns one export file into a `FirstCycle`: the first charge and first
 discharge of the test, in the file's own absolute units (mAh) plus anything the
 file says about specific capacity and active mass. It does not judge the test
 (that is `classify`) and it does not know which sample the file belongs to
-beyond the test name written inside it (that is `agent.sample_ids`).
+beyond the test name written inside it (that is `agent.inbox.sample_ids`).
 """
 
 from __future__ import annotations

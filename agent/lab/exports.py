@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.files import write_atomic
 from agent.lab.failures import Kind
+from agent.store.files import write_atomic
 
 ONE_C_MAH_G = 210.0
 C_RATE_MA_G = 0.1 * ONE_C_MAH_G  # the test current, 0.1C: 21 mA per g of active material

@@ -10,7 +10,7 @@ synthesis-failure model as `VirtualLab`.
 
 Columns: ``sample_id`` (H00001 ...), the design-space parameters (``mn_fraction`` included),
 ``initial_discharge_mah_g``, ``status`` (ok | failed), ``reason``: the format of
-``agent.history.import_history``.
+``agent.loop.history_import.import_history``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agent.files import write_atomic
 from agent.lab.failures import NOISE_MAH_G, draw_synthesis
 from agent.lab.truth import (
     BASELINE,
@@ -31,7 +30,8 @@ from agent.lab.truth import (
     optimal_calcination_c,
     true_capacity,
 )
-from agent.space import DesignSpace
+from agent.space.design import DesignSpace
+from agent.store.files import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from agent.lab.failures import (
     synthesis_risks,
 )
 from agent.lab.truth import BASELINE, Lab, true_capacity
-from agent.space import DesignSpace
+from agent.space.design import DesignSpace
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.space import DesignSpace
-from agent.space_params import TOL
+from agent.space.design import DesignSpace
+from agent.space.params import TOL
 
 Columns = Mapping[str, np.ndarray]
 

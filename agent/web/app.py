@@ -25,13 +25,13 @@ from flask import (
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import OperationalError
 
-from agent.campaign import campaign_space
 from agent.config import Settings
-from agent.db import as_utc, make_engine
-from agent.figures import FIGURE_NAMES
-from agent.heartbeat import service_beats
-from agent.recipes import COLUMN_MEANINGS
-from agent.task_failures import by_batch, open_failures
+from agent.loop.batches import campaign_space
+from agent.loop.recipe_files import COLUMN_MEANINGS
+from agent.ops.heartbeat import service_beats
+from agent.ops.task_failures import by_batch, open_failures
+from agent.reports.figures import FIGURE_NAMES
+from agent.store.db import as_utc, make_engine
 from agent.web import facts
 from agent.web.downloads import download_routes
 from agent.web.drafts import gate_facts

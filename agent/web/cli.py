@@ -9,8 +9,8 @@ import socket
 from waitress import create_server
 
 from agent.config import get_settings
-from agent.db import init_db, make_engine
 from agent.errors import LabloopError
+from agent.store.db import init_db, make_engine
 from agent.web.app import create_app
 
 log = logging.getLogger(__name__)

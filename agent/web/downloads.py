@@ -11,11 +11,11 @@ from typing import Any
 from flask import Blueprint, Response, abort, send_from_directory
 from sqlalchemy.engine import Engine
 
-from agent.campaign import batch_by_number, campaign_space
 from agent.config import Settings
-from agent.figures import FIGURE_NAMES, FORMATS, batch_figures, figure_bytes
-from agent.planning import recipe_is_ours
-from agent.report import model_parity_png
+from agent.loop.batches import batch_by_number, campaign_space
+from agent.loop.propose import recipe_is_ours
+from agent.reports.figures import FIGURE_NAMES, FORMATS, batch_figures, figure_bytes
+from agent.reports.per_batch import model_parity_png
 from agent.web import facts
 from agent.web.guard import plain_text
 

@@ -8,10 +8,10 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from agent.db import Batch
-from agent.planning import samples_of
-from agent.recipes import recipe_table
-from agent.space import DesignSpace
+from agent.loop.propose import samples_of
+from agent.loop.recipe_files import recipe_table
+from agent.space.design import DesignSpace
+from agent.store.db import Batch
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,14 @@ from sqlalchemy import func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from agent.campaign import missing_samples
 from agent.cycler.base import Outcome
-from agent.db import Batch, BatchState, Experiment, FileStatus, IngestedFile, ModelRun, Result
-from agent.files import readable_name
-from agent.heartbeat import ServiceBeat
-from agent.recipes import interval_95, recipe_path
-from agent.report import BatchSummary, batch_summaries
-from agent.status import (
+from agent.inbox.watcher import is_candidate
+from agent.loop.batches import missing_samples
+from agent.loop.recipe_files import interval_95, recipe_path
+from agent.ops.heartbeat import ServiceBeat
+from agent.ops.task_failures import FailureFacts, by_batch
+from agent.reports.per_batch import BatchSummary, batch_summaries
+from agent.reports.status import (
     FailureLine,
     FileCounts,
     Quarantine,
@@ -34,10 +34,10 @@ from agent.status import (
     quarantine,
     recent_failures,
 )
-from agent.task_failures import FailureFacts, by_batch
-from agent.watcher import is_candidate
+from agent.store.db import Batch, BatchState, Experiment, FileStatus, IngestedFile, ModelRun, Result
+from agent.store.files import readable_name
 
-# the only names the recipe route serves: what agent.recipes.recipe_path writes
+# the only names the recipe route serves: what agent.loop.recipe_files.recipe_path writes
 RECIPE_NAME = re.compile(r"batch-\d{3}\.csv")
 
 

@@ -14,10 +14,10 @@ from celery import Celery
 from flask import Blueprint, Response, redirect, request, url_for
 from sqlalchemy.engine import Engine
 
-from agent.approval import ApprovalError, approve, edit, reject
-from agent.campaign import campaign_space, record_progress
 from agent.config import Settings
-from agent.task_names import RETRAIN_TASK
+from agent.loop.approval import ApprovalError, approve, edit, reject
+from agent.loop.batches import campaign_space, record_progress
+from agent.ops.task_names import RETRAIN_TASK
 from agent.web.guard import GuessLimiter, plain_text, token_matches, too_many_guesses
 
 log = logging.getLogger(__name__)

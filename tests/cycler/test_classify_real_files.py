@@ -14,7 +14,7 @@ import pytest
 from galvani import BioLogic
 
 from agent.cycler import FailureClass, FirstCycle, MassSource, Outcome, read_export
-from agent.cycler.classify import CellTest, Protocol, classify_cycle
+from agent.inbox.classify import CellTest, Protocol, classify_cycle
 
 MASSES_MG = (0.1, 1.0, 10.0, 100.0, 1000.0, 2000.0, 10000.0)
 

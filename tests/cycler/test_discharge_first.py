@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from agent.cycler import FailureClass, FirstCycle, MassSource, Outcome, read_export
-from agent.cycler.classify import CellTest, Protocol, classify_cycle
 from agent.cycler.steps import CHARGE, DISCHARGE, REST, FirstCycleTracker, Sample
+from agent.inbox.classify import CellTest, Protocol, classify_cycle
 
 HEADER = (
     "Data_Point,Test_Name,Cycle_Index,Step_Index,Current(A),Voltage(V),"

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from agent.cycler import FailureClass, FirstCycle, Outcome, read_export
-from agent.cycler.classify import CellTest, Protocol, classify_cycle, from_sheet_row
+from agent.inbox.classify import CellTest, Protocol, classify_cycle, from_sheet_row
+from agent.inbox.masses import MassBook, read_masses
 from agent.lab import FORMATS, CellRun, Kind, VirtualLab, update_masses, write_export
 from agent.lab.exports import build_trace, write_result_sheet
-from agent.masses import MassBook, read_masses
-from agent.space import DesignSpace
+from agent.space.design import DesignSpace
 
 SPACE = DesignSpace.load()
 EXPECTED_CLASS = {

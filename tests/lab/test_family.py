@@ -9,7 +9,7 @@ import pytest
 from agent.lab import LABS, VirtualLab, generate_history, lab_named, true_capacity, true_optimum
 from agent.lab.failures import synthesis_failure_probability
 from agent.lab.history import ONE_VALUE
-from agent.space import DesignSpace
+from agent.space.design import DesignSpace
 
 SPACE = DesignSpace.load()
 

@@ -7,12 +7,12 @@ import pytest
 from sqlmodel import Session, func, select
 from typer.testing import CliRunner
 
-from agent.db import Experiment, Result, init_db, make_engine
-from agent.history import import_history
 from agent.lab.cli import lab_app
 from agent.lab.history import generate_history, write_history
 from agent.lab.truth import true_optimum
-from agent.space import DesignSpace
+from agent.loop.history_import import import_history
+from agent.space.design import DesignSpace
+from agent.store.db import Experiment, Result, init_db, make_engine
 from tests.conftest import REPO
 
 SPACE = DesignSpace.load()

@@ -9,7 +9,7 @@ import pytest
 
 from agent.lab import Kind, VirtualLab, synthesis_failure_probability, true_optimum
 from agent.lab.history import generate_history
-from agent.space import DesignSpace
+from agent.space.design import DesignSpace
 
 SPACE = DesignSpace.load()
 IDS = [f"B003-S{i:02d}" for i in range(1, 21)]

@@ -7,7 +7,7 @@ import pytest
 
 from agent.lab.history import generate_history
 from agent.lab.truth import true_capacity, true_optimum
-from agent.space import DesignSpace
+from agent.space.design import DesignSpace
 
 SPACE = DesignSpace.load()
 OPTIMUM, BEST = true_optimum(SPACE)

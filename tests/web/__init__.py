@@ -3,7 +3,7 @@
 What it leaves, through the real ingest path and real files:
 
 * B001 running, 2/10 in: S01 ok (and re-tested), S02 failed ("sintered during calcination,
-  no powder to test"); its recipe file written by agent.recipes;
+  no powder to test"); its recipe file written by agent.loop.recipe_files;
 * B002 running, 2/10 in: S02 failed ("sintered, no powder");
 * B003 trained, 10/10 in: S07 failed as a cell ("cell shorted during formation");
 * quarantined: a result for B003-S99 (unknown sample id) and a Novonix export;
@@ -21,10 +21,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from agent.config import Settings
-from agent.db import Batch, BatchState, ModelRun
-from agent.ingest import Ingestor
-from agent.recipes import PlannedSample, recipe_path, write_recipe_file
-from agent.space import DesignSpace
+from agent.inbox.ingest import Ingestor
+from agent.loop.recipe_files import PlannedSample, recipe_path, write_recipe_file
+from agent.space.design import DesignSpace
+from agent.store.db import Batch, BatchState, ModelRun
 from tests.conftest import CYCLER_FILES, add_batch
 
 DATA = Path(__file__).resolve().parents[1] / "data"

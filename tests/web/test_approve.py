@@ -11,11 +11,11 @@ from pathlib import Path
 from pydantic import SecretStr
 from sqlmodel import Session, select
 
-from agent.campaign import campaign_space
 from agent.config import Settings
-from agent.db import Batch, BatchState, Experiment
-from agent.planning import draft_path, propose_next_batch
-from agent.training import retrain
+from agent.loop.batches import campaign_space
+from agent.loop.propose import draft_path, propose_next_batch
+from agent.loop.retrain import retrain
+from agent.store.db import Batch, BatchState, Experiment
 from agent.web.app import create_app
 from tests.conftest import add_ok_results
 from tests.web.test_pages import batch_row

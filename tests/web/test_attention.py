@@ -8,10 +8,10 @@ from datetime import timedelta
 from sqlmodel import Session, update
 
 from agent.config import Settings
-from agent.db import Batch, BatchState, FileStatus, IngestedFile, ModelRun, utcnow
-from agent.heartbeat import beat
-from agent.task_failures import open_failures, record_failure
-from agent.task_names import INGEST_TASK, PROPOSE_TASK, RETRAIN_TASK
+from agent.ops.heartbeat import beat
+from agent.ops.task_failures import open_failures, record_failure
+from agent.ops.task_names import INGEST_TASK, PROPOSE_TASK, RETRAIN_TASK
+from agent.store.db import Batch, BatchState, FileStatus, IngestedFile, ModelRun, utcnow
 from agent.web.app import create_app
 from tests.conftest import add_batch
 

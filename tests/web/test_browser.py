@@ -21,9 +21,9 @@ from sqlmodel import Session, select
 from werkzeug.serving import make_server
 
 from agent.config import Settings
-from agent.db import Batch, BatchState, Experiment, init_db, make_engine
-from agent.recipes import recipe_path
-from agent.space import DesignSpace
+from agent.loop.recipe_files import recipe_path
+from agent.space.design import DesignSpace
+from agent.store.db import Batch, BatchState, Experiment, init_db, make_engine
 from agent.web.app import create_app
 from tests.web import seed_campaign
 

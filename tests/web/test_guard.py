@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from agent.config import Settings
-from agent.db import init_db, make_engine
+from agent.store.db import init_db, make_engine
 from agent.web.app import create_app
 from agent.web.guard import GuessLimiter
 

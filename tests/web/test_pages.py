@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from sqlmodel import Session, select, update
 
 from agent.config import Settings
-from agent.db import Batch, Experiment, ModelRun
-from agent.recipes import recipe_path
+from agent.loop.recipe_files import recipe_path
+from agent.store.db import Batch, Experiment, ModelRun
 from agent.web.app import ago, create_app
 from agent.web.facts import waiting_files
 from tests.web import COMPARISON, seed_campaign
@@ -213,7 +213,7 @@ def test_a_file_name_that_is_not_utf8_is_shown_escaped(settings: Settings, engin
 def test_the_page_explains_the_recipe_columns(client: FlaskClient) -> None:
     from markupsafe import escape
 
-    from agent.recipes import COLUMN_MEANINGS
+    from agent.loop.recipe_files import COLUMN_MEANINGS
 
     page = client.get("/").get_data(as_text=True)
     assert "What the columns of a recipe file mean" in page

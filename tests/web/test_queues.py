@@ -17,7 +17,7 @@ from celery import Celery
 from flask.testing import FlaskClient
 
 from agent.config import Settings
-from agent.db import init_db, make_engine
+from agent.store.db import init_db, make_engine
 from agent.web.app import create_app
 from workers.app import make_app
 from workers.queues import WorkerLine, WorkerProbe
@@ -197,8 +197,8 @@ def test_tasks_a_worker_holds_running_or_for_a_retry_count_in_the_depth(
 ) -> None:
     """On Redis, from the messages taken and not yet acknowledged; on the embedded broker,
     which forgets a message once taken, from the workers' heartbeats."""
-    from agent.campaign import campaign_space
-    from agent.history import import_history
+    from agent.loop.batches import campaign_space
+    from agent.loop.history_import import import_history
     from tests.synthetic import write_history
 
     engine = make_engine(any_home.database_url)

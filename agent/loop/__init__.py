@@ -1,0 +1,1 @@
+"""The loop's steps: batch states, retrain, propose, recipe files, history import."""

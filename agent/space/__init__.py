@@ -1,0 +1,1 @@
+"""The design space: parameters, constraints, and its vectorised views on the grid."""

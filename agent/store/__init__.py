@@ -1,0 +1,1 @@
+"""Storage: SQLModel tables and migrations, model files, files written whole."""
