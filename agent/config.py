@@ -9,6 +9,7 @@ whole installation.
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -184,6 +185,10 @@ class Settings(BaseSettings):
         if self.cut_short_grace_seconds is not None:
             return self.cut_short_grace_seconds
         return 6 * self.settle_seconds
+
+    def protocol(self) -> Protocol:
+        """The test protocol these settings set: each field is the setting of its name."""
+        return Protocol(**{f.name: getattr(self, f.name) for f in fields(Protocol)})
 
     @property
     def embedded_broker(self) -> bool:

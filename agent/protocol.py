@@ -1,16 +1,12 @@
 """The lab's first-cycle test protocol: what a test is judged against.
 
-A plain dataclass with no imports of its own, so the settings can take their defaults from
-it without loading the cycler readers.
+A plain dataclass that imports nothing of labloop's, so the settings can take their defaults
+from it (and build it, `Settings.protocol`) without loading the cycler readers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from agent.config import Settings
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -38,7 +34,3 @@ class Protocol:
     conditioning_max_fraction: float = 0.05
     # a test whose voltage never reaches this is not of a cathode (an anode half cell)
     cathode_min_v: float = 2.5
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Protocol:
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})

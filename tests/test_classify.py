@@ -193,9 +193,9 @@ def test_anode_half_cell_is_not_a_cathode_test_whatever_the_mass(mass_mg):
 
 def test_protocol_defaults_are_the_settings_defaults(tmp_path):
     defaults = Settings(home=tmp_path)
-    assert Protocol.from_settings(defaults) == Protocol()
+    assert defaults.protocol() == Protocol()
     changed = Settings(home=tmp_path, plausible_max_ce=1.3, cathode_min_v=2.0)
-    assert Protocol.from_settings(changed) == Protocol(plausible_max_ce=1.3, cathode_min_v=2.0)
+    assert changed.protocol() == Protocol(plausible_max_ce=1.3, cathode_min_v=2.0)
 
 
 def test_discharge_first_implausible_capacity_says_so():

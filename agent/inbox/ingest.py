@@ -29,7 +29,6 @@ from agent.inbox.judge import Judge, Rejected
 from agent.inbox.lease import LeaseKeeper
 from agent.inbox.ledger import AlreadyArchived, Ledger
 from agent.inbox.place import duplicate_reason, place_file
-from agent.protocol import Protocol
 from agent.space.design import DesignSpace
 from agent.store.db import FileStatus, IngestedFile, get_engine
 from agent.store.files import readable_name, sha256_of
@@ -62,7 +61,7 @@ class Ingestor:
         self.engine = engine or get_engine(settings.database_url)
         self.ledger = Ledger(self.engine, settings.ingest_lease_seconds)
         self.judge = Judge(
-            Protocol.from_settings(settings),
+            settings.protocol(),
             DesignSpace.load(settings.design_space),
             masses_path=settings.inbox / settings.masses_file,
             default_mass_mg=settings.default_active_mass_mg,

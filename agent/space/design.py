@@ -64,7 +64,9 @@ class DesignSpace:
         self.declared: dict[str, Parameter] = dict(declared or self.parameters)
         self._check()
         self.columns = self._recipe_columns()  # key order of a recipe
-        self.grid = GridCodec(self)
+        self.grid = GridCodec(
+            self.parameters, self.constraints, self.derived, self.declared, self.columns
+        )
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -33,15 +33,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from agent.space.params import GRID_TOL, TOL, Constraint, Parameter, Recipe, fmt, is_number
-
-if TYPE_CHECKING:
-    from agent.space.design import DesignSpace
+from agent.space.params import (
+    GRID_TOL,
+    TOL,
+    Constraint,
+    Derived,
+    Parameter,
+    Recipe,
+    fmt,
+    is_number,
+)
 
 _MAX_DRAWS = 1000  # rounds of rejection sampling before giving up on a too tight space
 _MAX_PASSES = 10  # repair passes: constraints sharing parameters may need more than one
@@ -80,10 +86,21 @@ class _Bound:
 class GridCodec:
     """Conversions between search vectors, grid indices, recipes and features of a space."""
 
-    def __init__(self, space: DesignSpace) -> None:
-        self.space = space
-        self.searched = [p for p in space.parameters.values() if p.kind != "fixed"]
-        self.fixed = [p for p in space.parameters.values() if p.kind == "fixed"]
+    def __init__(
+        self,
+        parameters: Mapping[str, Parameter],
+        constraints: tuple[Constraint, ...],
+        derived: tuple[Derived, ...],
+        declared: Mapping[str, Parameter],
+        columns: tuple[str, ...],
+    ) -> None:
+        """The pieces of a `DesignSpace` (its attributes of the same names) it converts for."""
+        self.parameters = parameters
+        self.derived = derived
+        self.declared = declared
+        self.columns = columns  # key order of a recipe
+        self.searched = [p for p in parameters.values() if p.kind != "fixed"]
+        self.fixed = [p for p in parameters.values() if p.kind == "fixed"]
         widths = [len(p.choices) if p.kind == "categorical" else 1 for p in self.searched]
         self.offsets = np.concatenate([[0], np.cumsum(widths, dtype=int)]).astype(int)
         self.dim = int(self.offsets[-1])
@@ -94,12 +111,12 @@ class GridCodec:
         )
         self.numeric = np.array([p.gridded for p in self.searched], dtype=bool)
         self._numeric_dims = self.offsets[:-1][self.numeric]
-        self._bounds = [b for c in space.constraints for b in self._bounds_of(c) if b.columns.size]
-        self._applies = [self._applies_of(p) for p in space.parameters.values() if p.condition]
+        self._bounds = [b for c in constraints for b in self._bounds_of(c) if b.columns.size]
+        self._applies = [self._applies_of(p) for p in parameters.values() if p.condition]
 
     def _applies_of(self, p: Parameter) -> _Applies:
         column = {q.name: j for j, q in enumerate(self.searched)}
-        parent = self.space.parameters[p.condition.parent]
+        parent = self.parameters[p.condition.parent]
         if parent.kind == "fixed":
             allowed = np.arange(1 if parent.value in p.condition.choices else 0)
         else:
@@ -121,7 +138,7 @@ class GridCodec:
         for sign, limit in sides:
             columns, weights, offset, first = [], [], 0.0, []
             for name, coef in c.terms:
-                p = self.space.parameters[name]
+                p = self.parameters[name]
                 if p.kind == "fixed":
                     offset += sign * coef * p.value
                     continue
@@ -256,16 +273,14 @@ class GridCodec:
             out[p.name] = np.full(n, p.value, dtype=object if isinstance(p.value, str) else None)
         for a in self._applies:
             out[a.name] = np.where(a.mask(grid), out[a.name], None)
-        for d in self.space.derived:
+        for d in self.derived:
             out[d.name] = d.compute(out)
-        return {name: out[name] for name in self.space.columns}
+        return {name: out[name] for name in self.columns}
 
     def recipes(self, grid: np.ndarray) -> list[Recipe]:
         values = self.values(grid)
-        columns = [values[name].tolist() for name in self.space.columns]
-        return [
-            dict(zip(self.space.columns, row, strict=True)) for row in zip(*columns, strict=True)
-        ]
+        columns = [values[name].tolist() for name in self.columns]
+        return [dict(zip(self.columns, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def features(self, grid: np.ndarray) -> pd.DataFrame:
         """The model feature table of grid points: what the proposer hands to ``score``."""
@@ -274,11 +289,11 @@ class GridCodec:
     def feature_frame(self, values: Mapping[str, np.ndarray], n: int) -> pd.DataFrame:
         """Feature table from parameter columns (derived ones are recomputed)."""
         values = dict(values)
-        for d in self.space.derived:
+        for d in self.derived:
             values[d.name] = d.compute(values)
         data = {}
-        for name in self.space.columns:
-            p = self.space.declared.get(name)
+        for name in self.columns:
+            p = self.declared.get(name)
             applies = np.ones(n, dtype=bool)
             if p is not None and p.condition is not None:
                 parent = np.asarray(values[p.condition.parent], dtype=object)
