@@ -65,15 +65,6 @@ def _log_own(level: int) -> None:
         logging.getLogger(name).setLevel(level)
 
 
-def _broker_words(settings: config.Settings) -> str:
-    """The broker as a lab reads it: the embedded one is a folder, not a URL."""
-    from kombu.utils.url import maybe_sanitize_url  # a password in the URL is not printed
-
-    if settings.embedded_broker:
-        return f"embedded (a folder: {settings.state / 'broker'}, no server)"
-    return maybe_sanitize_url(settings.broker_url)
-
-
 def _as_service() -> None:
     """A service's log is its output: labloop's own messages at INFO (DEBUG with -v)."""
     if logging.getLogger(OWN_LOGGERS[0]).level > logging.INFO:
@@ -101,11 +92,13 @@ def run(
 ) -> None:
     """Run the loop on this machine: the inbox watcher and the workers. Ctrl-C stops."""
     from workers import supervisor
+    from workers.queues import broker_words
     from workers.tasks import submit_ingest
 
     _as_service()
     settings = _settings()
-    console.print(f"labloop: inbox {settings.inbox}, broker {_broker_words(settings)}")
+    broker = broker_words(settings.broker_url, settings.state / "broker")
+    console.print(f"labloop: inbox {settings.inbox}, broker {broker}")
     workers = supervisor.Workers(supervisor.machine_workers(concurrency))
     try:
         with supervisor.watching(settings, submit_ingest):
@@ -592,9 +585,11 @@ def demo(
     config.get_settings.cache_clear()
     settings = _settings()
     # imported only now: the Celery app is built from the settings at import
+    from workers.queues import broker_words
     from workers.tasks import submit_ingest
 
-    console.print(f"labloop demo: {batches} batches in {home}, broker {_broker_words(settings)}")
+    broker = broker_words(settings.broker_url, settings.state / "broker")
+    console.print(f"labloop demo: {batches} batches in {home}, broker {broker}")
     demo_config = DemoConfig(batches=batches, seed=seed, pace_seconds=pace, lab=lab)
     with _progress_display() as show:
         summaries = run_demo(settings, demo_config, submit_ingest, show)

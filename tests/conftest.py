@@ -88,11 +88,10 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 @pytest.fixture
 def small(settings: Settings) -> Settings:
-    """Small learning and swarm budgets: the same code paths, in seconds."""
-    return settings.model_copy(update={
-        "search_iterations": 3, "cv_folds": 3, "ensemble_size": 3, "compare_models": False,
-        "pso_particles": 20, "pso_iterations": 30, "seed": 7,
-    })  # fmt: skip
+    """The demo's --fast budgets (FAST_BUDGET, the one small budget of the tests too): the
+    same code paths, in seconds."""
+    budget = {key.removeprefix("LABLOOP_").lower(): value for key, value in FAST_BUDGET.items()}
+    return Settings.model_validate(settings.model_dump() | budget | {"seed": 7})
 
 
 @pytest.fixture

@@ -89,7 +89,7 @@ class RedisQueues:
     """Lengths of the Redis lists Celery keeps its queues in."""
 
     def __init__(self, url: str, timeout: float = 0.5) -> None:
-        self.broker = f"Redis at {maybe_sanitize_url(url)}"
+        self.broker = broker_words(url)
         self._client = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
@@ -141,7 +141,7 @@ class FolderQueues:
     """Message files of kombu's filesystem transport: ``<ms>_<uuid>.<queue>.msg``."""
 
     def __init__(self, folder: Path) -> None:
-        self.broker = "embedded broker (no server)"
+        self.broker = broker_words("filesystem://", folder.parent)
         self._folder = folder
 
     def count(self) -> QueueFacts:
@@ -169,6 +169,14 @@ def with_held_tasks(facts: QueueFacts, services: list[ServiceBeat]) -> QueueFact
         for q in facts.waiting
     ]
     return replace(facts, waiting=waiting)
+
+
+def broker_words(url: str, folder: Path | None = None) -> str:
+    """The broker as a lab reads it: the embedded one is a folder (``folder``), not a URL;
+    a password in a Redis URL is not shown."""
+    if url.startswith("filesystem"):
+        return f"embedded (a folder: {folder}, no server)"
+    return f"Redis at {maybe_sanitize_url(url)}"
 
 
 def queue_counter(celery: Celery) -> QueueCounter:

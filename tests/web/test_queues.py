@@ -20,7 +20,7 @@ from agent.config import Settings
 from agent.store.db import init_db, make_engine
 from labloop.web.app import create_app
 from workers.app import make_app
-from workers.queues import WorkerLine, WorkerProbe
+from workers.queues import WorkerLine, WorkerProbe, broker_words, queue_counter
 from workers.supervisor import worker_command
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
@@ -239,3 +239,14 @@ def test_tasks_a_worker_holds_running_or_for_a_retry_count_in_the_depth(
     finally:
         worker.kill()
         worker.wait(timeout=30)
+
+
+def test_the_page_and_the_command_name_the_broker_in_the_same_words(tmp_path: Path):
+    """The embedded broker is a folder, not a URL; a Redis password is never shown."""
+    settings = home(tmp_path)
+    embedded = queue_counter(make_app(settings)).broker
+    assert embedded == broker_words(settings.broker_url, settings.state / "broker")
+    assert embedded == f"embedded (a folder: {settings.state / 'broker'}, no server)"
+    secret = "redis://:hunter2@127.0.0.1:6379/9"
+    assert "hunter2" not in broker_words(secret)
+    assert broker_words(secret).startswith("Redis at redis://")
