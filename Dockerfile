@@ -6,7 +6,6 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY agent ./agent
 COPY workers ./workers
-COPY labloop ./labloop
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # Final stage: that wheel and its dependencies installed, the way a user installs labloop;

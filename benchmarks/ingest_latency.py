@@ -71,7 +71,7 @@ def run_one(rule: str, broker: str, files: int, settle: float, gap: float) -> li
             env["LABLOOP_BROKER_URL"] = REDIS_URL
         log = (Path(tmp) / "run.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "labloop.cli", "run", "--concurrency", "2"],
+            [sys.executable, "-m", "agent.cli", "run", "--concurrency", "2"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         engine = make_engine(f"sqlite:///{home / 'var' / 'labloop.db'}")

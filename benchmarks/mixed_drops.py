@@ -357,7 +357,7 @@ def main() -> None:
         env = {**os.environ, "LABLOOP_HOME": str(home), "LABLOOP_BROKER_URL": broker,
                "LABLOOP_SETTLE_SECONDS": "0.5"}  # fmt: skip
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        process = subprocess.Popen([sys.executable, "-m", "labloop.cli", "run"], env=env, **quiet)
+        process = subprocess.Popen([sys.executable, "-m", "agent.cli", "run"], env=env, **quiet)
         try:
             time.sleep(8)
             started = time.monotonic()

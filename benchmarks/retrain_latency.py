@@ -25,13 +25,13 @@ from pathlib import Path
 from sqlmodel import Session, select
 
 from agent.config import Settings
+from agent.demo import DEFAULT_HISTORY
 from agent.lab import VirtualLab
 from agent.loop.batches import campaign_space
 from agent.loop.history_import import import_history
 from agent.loop.propose import propose_next_batch
 from agent.loop.retrain import retrain
 from agent.store.db import Experiment, Result, get_engine
-from labloop.demo import DEFAULT_HISTORY
 
 WIDTHS = (9, 9, 11, 13, 9, 8)
 CONFIGS = {

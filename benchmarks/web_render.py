@@ -6,7 +6,7 @@ archived, some quarantined), a few model runs and their recipe files; then times
 each JSON endpoint with the Flask test client (median and p95 over N requests each).
 
 Beside each, the same route served by the naive collectors a developer would write first
-(load every row with the ORM, aggregate in Python), swapped in for labloop.web.facts; both
+(load every row with the ORM, aggregate in Python), swapped in for agent.web.facts; both
 must give the same facts, and the last column is their time ratio.
 
     .venv/bin/python benchmarks/web_render.py --requests 30
@@ -47,8 +47,8 @@ from agent.store.db import (
     init_db,
     make_engine,
 )
-from labloop.web import facts
-from labloop.web.app import create_app
+from agent.web import facts
+from agent.web.app import create_app
 
 BATCHES, HISTORY, FILES, QUARANTINED_EVERY = 50, 700, 10_000, 16
 FAILURES = [
@@ -260,7 +260,7 @@ NAIVE = {"batch_facts": naive_batch_facts, "file_facts": naive_file_facts,
 
 @contextmanager
 def naive_collectors() -> Iterator[None]:
-    """Serve the same routes with the naive collectors in place of labloop.web.facts'."""
+    """Serve the same routes with the naive collectors in place of agent.web.facts'."""
     saved = {name: getattr(facts, name) for name in NAIVE}
     for name, function in NAIVE.items():
         setattr(facts, name, function)

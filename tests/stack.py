@@ -82,7 +82,7 @@ class Stack:
 
     @staticmethod
     def command() -> list[str]:
-        return [sys.executable, "-m", "labloop.cli"]
+        return [sys.executable, "-m", "agent.cli"]
 
     def start(self) -> None:
         self.process = subprocess.Popen(

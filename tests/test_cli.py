@@ -19,7 +19,7 @@ DATA = Path(__file__).parent / "data" / "ingest"
 
 def labloop(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LABLOOP_HOME": str(home), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "labloop.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
@@ -198,8 +198,8 @@ def test_help_reads_like_a_unix_tool(tmp_path):
 def test_every_setting_and_option_is_in_the_readme():
     import typer.main
 
+    from agent.cli import app
     from agent.config import Settings
-    from labloop.cli import app
 
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     assert [f for f in Settings.model_fields if f"`{f}`" not in readme] == []
@@ -235,7 +235,7 @@ def test_propose_under_approval_prints_the_draft_it_wrote(tmp_path, monkeypatch,
 
 
 def test_the_page_warns_when_it_listens_beyond_this_machine():
-    from labloop.web.cli import is_loopback
+    from agent.web.cli import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.7")
@@ -258,7 +258,7 @@ def test_half_open_connections_do_not_starve_the_page(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "LABLOOP_HOME": str(tmp_path)}
-    command = [sys.executable, "-m", "labloop.cli", "web", "--port", str(port)]
+    command = [sys.executable, "-m", "agent.cli", "web", "--port", str(port)]
     web = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     stalled = []
     try:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from labloop.cli import app
+from agent.cli import app
 
 COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
 

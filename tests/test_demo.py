@@ -17,7 +17,7 @@ def test_short_demo_runs_the_whole_loop(tmp_path):
     env = {**os.environ, "LABLOOP_HOME": str(home), "COLUMNS": "200"}
     env.pop("LABLOOP_BROKER_URL", None)  # the embedded default, as a new user has it
     done = subprocess.run(
-        [sys.executable, "-m", "labloop.cli", "demo", "--batches", "2", "--fast", "--pace", "0.05"],
+        [sys.executable, "-m", "agent.cli", "demo", "--batches", "2", "--fast", "--pace", "0.05"],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -121,7 +121,7 @@ def test_real_cycler_files_are_recorded_and_shown_by_status(tmp_path):
         stack.stop()
     assert stack.count(IngestedFile, status="archived") == 3  # S01-S03
     assert stack.count(IngestedFile, status="quarantined") == 4
-    status = subprocess.run([sys.executable, "-m", "labloop.cli", "status"], env=env,
+    status = subprocess.run([sys.executable, "-m", "agent.cli", "status"], env=env,
                             capture_output=True, text=True, timeout=60, check=True,
                             ).stdout  # fmt: skip
     assert "3 archived, 4 quarantined" in status

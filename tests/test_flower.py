@@ -21,7 +21,7 @@ def test_flower_answers_on_the_redis_broker(tmp_path):
     env = {**os.environ, "LABLOOP_HOME": str(tmp_path),
            "LABLOOP_BROKER_URL": "redis://127.0.0.1:6379/10"}  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "labloop.cli", "flower", "--port", str(port)],
+        [sys.executable, "-m", "agent.cli", "flower", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

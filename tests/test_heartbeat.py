@@ -21,7 +21,7 @@ from agent.store.db import Heartbeat, init_db, make_engine
 def labloop(home: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LABLOOP_HOME": str(home), "LABLOOP_DATABASE_URL": database_url,
            "LABLOOP_HEARTBEAT_SECONDS": "60", "COLUMNS": "200"}  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "labloop.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
 

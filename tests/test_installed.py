@@ -38,7 +38,7 @@ def test_the_wheel_runs_the_loop_from_an_unrelated_folder(installed, tmp_path):
            "LABLOOP_HOME": str(tmp_path / "home")}  # fmt: skip
 
     def labloop(*args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "labloop.cli", *args], cwd=elsewhere, env=env,
+        done = subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=elsewhere, env=env,
                               capture_output=True, text=True, timeout=600)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
         return done

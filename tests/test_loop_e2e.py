@@ -47,7 +47,7 @@ def stack(tmp_path) -> Stack:
 
 
 def labloop(stack: Stack, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "labloop.cli", *args], env=stack.env,
+    done = subprocess.run([sys.executable, "-m", "agent.cli", *args], env=stack.env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout

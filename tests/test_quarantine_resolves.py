@@ -70,7 +70,7 @@ def test_a_duplicate_is_resolved_from_the_start_and_status_counts_only_open_ones
 
 
 def test_the_page_shows_only_what_needs_a_person(settings, engine):
-    from labloop.web.app import create_app
+    from agent.web.app import create_app
 
     add_batch(engine, 1)
     ingestor = Ingestor(settings, engine)

@@ -20,7 +20,7 @@ from agent.config import FAST_BUDGET, Settings
 from agent.loop.batches import campaign_space
 from agent.loop.history_import import import_history
 from agent.store.db import Batch, BatchState, Heartbeat, ModelRun, TaskFailure, init_db, make_engine
-from labloop.web.app import create_app
+from agent.web.app import create_app
 from tests.conftest import add_batch
 from tests.synthetic import write_history
 from workers.app import make_app
@@ -55,7 +55,7 @@ def env_of(settings: Settings) -> dict[str, str]:
 
 def status(settings: Settings, *command: str) -> str:
     """What ``labloop status`` (or another read-only ``command``) prints."""
-    done = subprocess.run([sys.executable, "-m", "labloop.cli", *(command or ["status"])],
+    done = subprocess.run([sys.executable, "-m", "agent.cli", *(command or ["status"])],
                           env=env_of(settings), capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr

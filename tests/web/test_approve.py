@@ -16,7 +16,7 @@ from agent.loop.batches import campaign_space
 from agent.loop.propose import draft_path, propose_next_batch
 from agent.loop.retrain import retrain
 from agent.store.db import Batch, BatchState, Experiment
-from labloop.web.app import create_app
+from agent.web.app import create_app
 from tests.conftest import add_ok_results
 from tests.web.test_pages import batch_row
 from workers.app import make_app

@@ -12,7 +12,7 @@ from agent.ops.heartbeat import beat
 from agent.ops.task_failures import open_failures, record_failure
 from agent.ops.task_names import INGEST_TASK, PROPOSE_TASK, RETRAIN_TASK
 from agent.store.db import Batch, BatchState, FileStatus, IngestedFile, ModelRun, utcnow
-from labloop.web.app import create_app
+from agent.web.app import create_app
 from tests.conftest import add_batch
 
 

@@ -24,7 +24,7 @@ from agent.config import Settings
 from agent.loop.recipe_files import recipe_path
 from agent.space.design import DesignSpace
 from agent.store.db import Batch, BatchState, Experiment, init_db, make_engine
-from labloop.web.app import create_app
+from agent.web.app import create_app
 from tests.web import seed_campaign
 
 REFRESH = 2.0  # seconds between reloads of the gated page

@@ -15,8 +15,8 @@ from pydantic import SecretStr
 
 from agent.config import Settings
 from agent.store.db import init_db, make_engine
-from labloop.web.app import create_app
-from labloop.web.guard import GuessLimiter
+from agent.web.app import create_app
+from agent.web.guard import GuessLimiter
 
 READER = ("anyone", "read-secret")  # HTTP Basic: any user name, the token as password
 
@@ -95,7 +95,7 @@ def _warning_of_labloop_web(home: Path, env: dict[str, str]) -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "LABLOOP_HOME": str(home), "COLUMNS": "300", **env}
-    command = [sys.executable, "-m", "labloop.cli", "web", "--host", "0.0.0.0", "--port", str(port)]
+    command = [sys.executable, "-m", "agent.cli", "web", "--host", "0.0.0.0", "--port", str(port)]
     web = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline, said = time.monotonic() + 60, ""

@@ -43,7 +43,7 @@ def test_batch_moves_from_running_to_trained_on_screen(browser, tmp_path: Path):
     env = {**os.environ, "LABLOOP_HOME": str(home)}
     env.pop("LABLOOP_BROKER_URL", None)
     demo = subprocess.Popen(
-        [sys.executable, "-m", "labloop.cli", "demo", "--batches", "2", "--fast", "--pace", "1.5"],
+        [sys.executable, "-m", "agent.cli", "demo", "--batches", "2", "--fast", "--pace", "1.5"],
         env=env, stdout=(tmp_path / "demo.log").open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
@@ -55,7 +55,7 @@ def test_batch_moves_from_running_to_trained_on_screen(browser, tmp_path: Path):
         port = free_port()
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         web = subprocess.Popen(
-            [sys.executable, "-m", "labloop.cli", "web", "--port", str(port)], env=env, **quiet
+            [sys.executable, "-m", "agent.cli", "web", "--port", str(port)], env=env, **quiet
         )
         url = f"http://127.0.0.1:{port}/"
         seen: list[str] = []

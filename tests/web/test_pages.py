@@ -15,8 +15,8 @@ from sqlmodel import Session, select, update
 from agent.config import Settings
 from agent.loop.recipe_files import recipe_path
 from agent.store.db import Batch, Experiment, ModelRun
-from labloop.web.app import ago, create_app
-from labloop.web.facts import waiting_files
+from agent.web.app import ago, create_app
+from agent.web.facts import waiting_files
 from tests.web import COMPARISON, seed_campaign
 
 

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from agent.config import Settings
 from agent.store.db import init_db, make_engine
-from labloop.web.app import create_app
+from agent.web.app import create_app
 from workers.app import make_app
 from workers.queues import WorkerLine, WorkerProbe, broker_words, queue_counter
 from workers.supervisor import worker_command

@@ -141,7 +141,7 @@ def web(
     Read-only unless web_token is set: then batches awaiting approval are decided there.
 
     With web_read_token set, reading the page needs that token (the HTTP Basic password)."""
-    from labloop.web.cli import serve
+    from agent.web.cli import serve
 
     _as_service()
     _settings()
@@ -568,7 +568,7 @@ def demo(
         raise typer.BadParameter(
             f"unknown lab {lab!r}; known: {', '.join(LABS)}", param_hint="--lab"
         )
-    from labloop.demo import DemoConfig, run_demo
+    from agent.demo import DemoConfig, run_demo
 
     home = _demo_home()
     # a SIGTERM (service manager, test harness) unwinds like Ctrl-C: the workers stop too

@@ -1,7 +1,7 @@
 """The approval gate's forms: approve, change one value of one sample, or reject a draft.
 
 Each POST needs the write token (``web_token``) and the name of the person; wrong tokens
-count towards the address's lockout (labloop.web.guard). What the gate refuses (a batch no
+count towards the address's lockout (agent.web.guard). What the gate refuses (a batch no
 longer awaiting approval: 409; a value outside the design space, a missing field: 400) is
 answered with one line of plain text, never a traceback.
 """
@@ -19,7 +19,7 @@ from agent.errors import LabloopError
 from agent.loop.approval import approve, edit, reject
 from agent.loop.batches import campaign_space, record_progress
 from agent.ops.task_names import RETRAIN_TASK
-from labloop.web.guard import GuessLimiter, plain_text, token_matches, too_many_guesses
+from agent.web.guard import GuessLimiter, plain_text, token_matches, too_many_guesses
 
 log = logging.getLogger(__name__)
 

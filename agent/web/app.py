@@ -2,9 +2,9 @@
 
 Routes (GET): ``/`` the page; ``/api/batches``, ``/api/queues``, ``/api/files``,
 ``/api/models`` the same facts as JSON; ``/healthz`` for a health check; the recipe files
-and figures it links to (labloop.web.downloads).
-With ``web_read_token`` set every route but ``/healthz`` needs it (labloop.web.guard). The
-writes, the approval gate's forms (labloop.web.gate), need the ``web_token`` of the settings;
+and figures it links to (agent.web.downloads).
+With ``web_read_token`` set every route but ``/healthz`` needs it (agent.web.guard). The
+writes, the approval gate's forms (agent.web.gate), need the ``web_token`` of the settings;
 without one configured the page is read-only.
 """
 
@@ -32,12 +32,12 @@ from agent.ops.heartbeat import service_beats
 from agent.ops.task_failures import by_batch, open_failures
 from agent.reports.figures import FIGURE_NAMES
 from agent.store.db import as_utc, make_engine
-from labloop.web import facts
-from labloop.web.downloads import download_routes
-from labloop.web.drafts import gate_facts
-from labloop.web.facts import BatchFacts
-from labloop.web.gate import gate_routes
-from labloop.web.guard import GuessLimiter, protect_reading
+from agent.web import facts
+from agent.web.downloads import download_routes
+from agent.web.drafts import gate_facts
+from agent.web.facts import BatchFacts
+from agent.web.gate import gate_routes
+from agent.web.guard import GuessLimiter, protect_reading
 from workers.queues import WorkerProbe, queue_counter, with_held_tasks
 
 log = logging.getLogger(__name__)

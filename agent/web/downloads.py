@@ -16,8 +16,8 @@ from agent.loop.batches import batch_by_number, campaign_space
 from agent.loop.propose import recipe_is_ours
 from agent.reports.figures import FIGURE_NAMES, FORMATS, batch_figures, figure_bytes
 from agent.reports.per_batch import model_parity_png
-from labloop.web import facts
-from labloop.web.guard import plain_text
+from agent.web import facts
+from agent.web.guard import plain_text
 
 
 def download_routes(settings: Settings, engine: Engine, summaries: facts.SummaryCache) -> Blueprint:

@@ -11,7 +11,7 @@ from waitress import create_server
 from agent.config import get_settings
 from agent.errors import LabloopError
 from agent.store.db import init_db, make_engine
-from labloop.web.app import create_app
+from agent.web.app import create_app
 
 log = logging.getLogger(__name__)
 
