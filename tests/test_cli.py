@@ -132,7 +132,7 @@ def test_expected_situations_are_one_line_on_stderr_with_exit_2(tmp_path):
     (tmp_path / "no-status.csv").write_text("ni_fraction,initial_discharge_mah_g\n0.92,210\n")
     (tmp_path / "blank.csv").write_text("")
     for name, says in [("nowhere.csv", "no such file"), ("latin1.csv", "not UTF-8 text"),
-                       ("no-status.csv", "missing column(s) status"),
+                       ("no-status.csv", "missing column(s): status"),
                        ("blank.csv", "empty, no header row")]:  # fmt: skip
         refused = labloop(empty, "import-history", str(tmp_path / name))
         assert refused.returncode == 2, (name, refused.stderr)

@@ -86,3 +86,23 @@ def test_history_and_result_sheets_read_a_status_word_alike(engine, tmp_path, wo
     )
     assert stored.outcome == ("ok" if ok else "failed")
     assert stored.failure_class == (None if ok else "synthesis")
+
+
+def test_a_history_is_read_as_a_result_sheet_is(engine, tmp_path):
+    """One reader of rows entered by hand: a semicolon history with decimal commas reads as
+    the comma one does, and a wrong value is refused in the sheets' words, with its line."""
+    comma = tmp_path / "comma.csv"
+    comma.write_text(f"sample_id,{HEADER}\nH1,0.92,750,LiOH,214.2,ok,\n")
+    semicolon = tmp_path / "semicolon.csv"
+    semicolon.write_text(f"sample_id;{HEADER.replace(',', ';')}\nH2;0,92;750;LiOH;214,2;ok;\n")
+    import_history(engine, comma, SPACE)
+    import_history(engine, semicolon, SPACE)
+    with Session(engine) as session:
+        stored = session.exec(select(Experiment).order_by(Experiment.sample_id)).all()
+        capacities = session.exec(select(Result.discharge_mah_g)).all()
+    assert [e.parameters for e in stored][0] == [e.parameters for e in stored][1]
+    assert capacities == [214.2, 214.2]
+    broken = tmp_path / "broken.csv"
+    broken.write_text(f"{HEADER}\n0.92,750,LiOH,lots,ok,\n")
+    with pytest.raises(ValueError, match="broken.csv: history row 2 .* 'lots' is not a number"):
+        import_history(engine, broken, SPACE)

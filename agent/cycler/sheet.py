@@ -17,6 +17,8 @@ numbers are the file's line numbers (the header is row 1), as a spreadsheet show
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.cycler.base import (
@@ -51,32 +53,56 @@ def sniff(head_text: str) -> bool:
 
 @guard(FORMAT)
 def read(path: Path) -> list[SheetRow]:
+    _, rows = read_rows(path, REQUIRED)
+    if not rows:
+        raise ReadError("result sheet has no rows")
+    return rows
+
+
+def read_rows(
+    path: Path, required: Sequence[str], *, what: str = "result sheet", history: bool = False
+) -> tuple[list[str], list[SheetRow]]:
+    """The header (as written) and the rows of a CSV of results entered by hand: a result
+    sheet, or with ``history`` a file of past experiments, where a row may have no
+    sample_id (the caller numbers it) and an ok row no value (it was never measured).
+
+    One reading of both: delimiter (comma, semicolon, tab) and decimal comma from the
+    header, the same status words, blanks and failure classes. ReadError says what is wrong.
+    """
     with open_text(path) as handle:
         header, delimiter = _header(handle.readline())
         names = [name.lower() for name in header]
-        missing = [name for name in REQUIRED if name not in names]
+        missing = [name for name in required if name not in names]
         if missing:
-            raise ReadError(f"result sheet is missing column(s): {', '.join(missing)}")
-        rows = csv.reader(handle, delimiter=delimiter)
-        result = []
-        for fields in rows:
+            raise ReadError(f"missing column(s): {', '.join(missing)}")
+        lines = csv.reader(handle, delimiter=delimiter)
+        rows = []
+        for fields in lines:
             if not any(field.strip() for field in fields):
                 continue
             cells = {name: "" for name in names}
             cells.update(zip(names, (field.strip() for field in fields), strict=False))
-            result.append(_row(cells, header, names, rows.line_num + 1, delimiter != ","))
-    if not result:
-        raise ReadError("result sheet has no rows")
-    return result
+            rule = _Rule(what, lines.line_num + 1, delimiter != ",", history)
+            rows.append(_row(cells, header, names, rule))
+    return header, rows
 
 
-def _row(
-    cells: dict[str, str], header: list[str], names: list[str], number: int, comma: bool
-) -> SheetRow:
-    sample_id = cells["sample_id"]
-    where = f"result sheet row {number} ({sample_id or 'no sample_id'})"
-    if not sample_id:
+@dataclass(frozen=True)
+class _Rule:
+    """How one row is read: where it is (for messages) and how strictly."""
+
+    what: str
+    number: int
+    comma: bool
+    history: bool
+
+
+def _row(cells: dict[str, str], header: list[str], names: list[str], rule: _Rule) -> SheetRow:
+    sample_id = cells.get("sample_id", "")
+    where = f"{rule.what} row {rule.number} ({sample_id or 'no sample_id'})"
+    if not sample_id and not rule.history:
         raise ReadError(f"{where}: sample_id is empty")
+    comma = rule.comma
     status = STATUS_WORDS.get(cells["status"].lower())
     if status is None:
         raise ReadError(f"{where}: status {cells['status']!r} is not ok or failed")
@@ -84,8 +110,10 @@ def _row(
     charge = _number(cells, "initial_charge_mah_g", where, comma)
     failure = cells.get("failure_class", "").lower()
     failure_class: FailureClass | None = None
+    # a history's ok row without a value was never measured (under-reported): data too
+    unmeasured = rule.history and discharge is None
     if status is Outcome.OK:
-        if discharge is None or discharge <= 0:
+        if not unmeasured and (discharge is None or discharge <= 0):
             raise ReadError(
                 f"{where}: an ok row needs a positive number in initial_discharge_mah_g, "
                 f"got {cells['initial_discharge_mah_g']!r}"
@@ -107,10 +135,10 @@ def _row(
     return SheetRow(
         sample_id=sample_id,
         status=status,
-        row_number=number,
+        row_number=rule.number,
         discharge_mah_g=discharge,
         charge_mah_g=charge,
-        reason=cells["reason"] or None,
+        reason=cells.get("reason") or None,
         failure_class=failure_class,
         parameters=parameters,
     )
