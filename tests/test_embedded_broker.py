@@ -11,6 +11,7 @@ from queue import Empty
 import pytest
 
 from agent.config import Settings
+from agent.ops.task_names import INGEST_TASK
 from workers import embedded_broker
 from workers.app import make_app
 
@@ -69,3 +70,16 @@ def test_a_consumer_racing_a_producer_gets_every_message_whole(app):
         done.set()
     assert errors == []
     assert sorted(received) == list(range(count))
+
+
+def test_building_the_app_touches_no_disk_and_the_first_message_makes_the_folders(
+    tmp_path: Path,
+):
+    """Importing workers.app (which builds the app) must not create folders in a home that
+    may be a typo; the broker's folders appear when a message is first sent."""
+    broker = tmp_path / "var" / "broker"
+    app = make_app(Settings(home=tmp_path))
+    assert not broker.exists()
+    app.send_task(INGEST_TASK, args=["B001-S01.csv"])  # routed to the ingest queue
+    assert (broker / "queue").is_dir() and (broker / "control").is_dir()
+    assert [p.name.endswith(".ingest.msg") for p in (broker / "queue").iterdir()] == [True]

@@ -18,8 +18,6 @@ from workers.queues import INGEST_QUEUE, LEARNING_QUEUE
 def _embedded_transport_options(settings: Settings) -> dict[str, object]:
     root = settings.state / "broker"
     queue, control = root / "queue", root / "control"
-    for folder in (queue, control):
-        folder.mkdir(parents=True, exist_ok=True)
     return {
         "data_folder_in": str(queue),
         "data_folder_out": str(queue),

@@ -102,7 +102,7 @@ def test_tasks_waiting_on_the_embedded_broker_are_counted(tmp_path: Path) -> Non
     assert len(list((settings.state / "broker" / "queue").glob("*.msg"))) == 5
     client = create_app(settings, celery).test_client()
     assert queue_tasks(client) == {"ingest": 2, "learning": 3}
-    assert "embedded broker" in client.get("/").get_data(as_text=True)
+    assert "Broker: embedded (a folder: " in client.get("/").get_data(as_text=True)
 
 
 @pytest.mark.redis
